@@ -1,0 +1,122 @@
+// Sans-I/O WebSocket session (RFC 6455 after the handshake): bytes in -> events
+// out, calls in -> bytes out. Never touches a socket, a timer or a thread.
+// Not thread-safe: one owner (the connection's loop thread) drives it.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "proto/frame.hpp"
+
+namespace wscore::proto {
+
+struct SessionConfig {
+  Role role = Role::server;
+  uint64_t max_message_size = 16u << 20;  // joined message; beyond -> close 1009
+  bool auto_pong = true;                  // answer pings with pongs inside
+};
+
+enum class EventType : uint8_t {
+  none,     // nothing complete yet: feed more bytes
+  message,  // a complete text/binary message (fragments joined)
+  ping,     // a ping arrived (already answered when auto_pong)
+  pong,     // a pong arrived
+  close,    // the close handshake finished on the receive side, or the
+            // connection was failed by a protocol error (then `failed` is true)
+};
+
+struct Event {
+  EventType type = EventType::none;
+  bool is_text = false;          // message: text (validated UTF-8) or binary
+  bool failed = false;           // close: we failed the connection (code says why)
+  const uint8_t* data = nullptr; // message/ping/pong payload; BORROWED: valid
+  size_t size = 0;               //   until the next call of receive() or any send
+  uint16_t close_code = 0;       // close: the peer's code (1005 if none) or, when
+  std::string_view close_reason; //   failed, the code we sent (1002/1007/1009)
+};
+
+enum class State : uint8_t { open, closing, closed };
+
+// Send-side results (mapped to WS_E* by the API layer).
+enum class SendResult : uint8_t {
+  ok,
+  bad_utf8,       // text payload not valid UTF-8 (fragments: not a valid prefix / not complete at fin)
+  bad_state,      // close already sent, or fragment sequence misuse (type change, data frame mid-message)
+  too_big,        // control payload > 125, close reason > 123
+  bad_close_code, // not sendable (e.g. 1005, 1006, 1015, <1000, 1004, 1016-2999, >=5000)
+};
+
+class Session {
+ public:
+  explicit Session(const SessionConfig& cfg);
+
+  // ---- receive side ----
+  // Parses bytes from `data` until one event is complete or the input is used
+  // up; returns the number of bytes consumed and fills `ev` (type none when no
+  // event completed). The caller loops until all input is consumed, handling each
+  // event before the next call. `data` may be modified in place (unmasking), so
+  // a complete single-frame message lying whole in `data` is delivered with no
+  // copy (ev.data points into `data`). Partial frames are kept internally, so
+  // the caller may reuse its buffer after the call.
+  // After a protocol error the session appends a close frame (1002/1007/1009) to
+  // the output, sets state closed, returns ev.type == close with failed = true;
+  // further input is ignored (returns len, no event). Reception after a received
+  // close frame is ignored likewise.
+  size_t receive(uint8_t* data, size_t len, Event& ev);
+
+  // ---- send side: each call appends encoded frames to the output buffer ----
+  // A whole message (opcode text or binary).
+  SendResult send_message(Opcode op, const uint8_t* data, size_t len);
+  // One fragment; op is text/binary for every fragment of a message (the session
+  // emits continuation opcodes itself). fin ends the message.
+  SendResult send_fragment(Opcode op, const uint8_t* data, size_t len, bool fin);
+  SendResult send_ping(const uint8_t* data, size_t len);
+  SendResult send_pong(const uint8_t* data, size_t len);
+  // code 0: a close frame without payload. Moves open -> closing (or, when the
+  // peer's close was already received, -> closed).
+  SendResult send_close(uint16_t code, std::string_view reason);
+
+  // ---- output ----
+  // Bytes to write to the peer, in order. consume_output(n) after n were written.
+  const uint8_t* output_data() const { return out_.data() + out_pos_; }
+  size_t output_size() const { return out_.size() - out_pos_; }
+  void consume_output(size_t n);
+
+  // ---- state ----
+  State state() const { return state_; }
+  bool close_sent() const { return close_sent_; }
+  bool close_received() const { return close_received_; }
+  // True once the transport should close TCP after flushing the output: we
+  // received and answered a close (server closes first per RFC 6455 7.1.1), or
+  // we failed the connection. A client that sent and received close also gets
+  // true: it may wait briefly for the server's FIN, which is the transport's call.
+  bool should_close_transport() const { return should_close_; }
+  // Role::client only: mask keys come from a CSPRNG (OpenSSL RAND_bytes, buffered).
+
+ private:
+  // Implementation detail owned by src/proto/session.cpp; fields may change.
+  SessionConfig cfg_;
+  State state_ = State::open;
+  bool close_sent_ = false;
+  bool close_received_ = false;
+  bool should_close_ = false;
+  std::vector<uint8_t> out_;
+  size_t out_pos_ = 0;
+  // Receive-side state (decoder, assembly buffer, UTF-8 validator, ...).
+  FrameDecoder dec_;
+  std::vector<uint8_t> msg_;      // assembly buffer for fragmented/partial messages
+  Utf8Validator rx_utf8_;
+  Utf8Validator tx_utf8_;
+  Opcode rx_msg_op_ = Opcode::continuation;  // opcode of the message being received
+  Opcode tx_msg_op_ = Opcode::continuation;  // opcode of the message being sent (fragments)
+  uint8_t ctrl_[125];             // control frame payload being assembled
+  size_t ctrl_len_ = 0;
+  std::string close_reason_;
+  MaskSource masks_;
+  // (session.cpp may add members)
+};
+
+}  // namespace wscore::proto

@@ -114,6 +114,10 @@ ResponseCheck check_response(const Response& resp, std::string_view key,
                              const std::vector<std::string>& offered_subprotocols,
                              std::string_view offered_extensions);
 
+// RFC 7230 token (field name) / field value without CR, LF, NUL or other controls.
+bool valid_header_name(std::string_view name);
+bool valid_header_value(std::string_view value);
+
 // Comma-separated token list split with whitespace trimmed (for Connection,
 // Upgrade, Sec-WebSocket-Protocol). Empty elements skipped.
 std::vector<std::string> split_list(std::string_view v);

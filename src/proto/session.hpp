@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "proto/frame.hpp"
+#include "proto/utf8.hpp"
 
 namespace wscore::proto {
 
@@ -48,6 +49,9 @@ enum class SendResult : uint8_t {
   too_big,        // control payload > 125, close reason > 123
   bad_close_code, // not sendable (e.g. 1005, 1006, 1015, <1000, 1004, 1016-2999, >=5000)
 };
+
+// Close codes this library lets an application send (0: a close without a code).
+bool sendable_close_code(uint16_t code);
 
 class Session {
  public:
@@ -97,7 +101,11 @@ class Session {
   // Role::client only: mask keys come from a CSPRNG (OpenSSL RAND_bytes, buffered).
 
  private:
-  // Implementation detail owned by src/proto/session.cpp; fields may change.
+  Event fail(uint16_t code, const char* why);
+  bool frame_end(Event& ev);
+  void handle_control(Event& ev);
+  void append_frame(Opcode op, bool fin, const uint8_t* data, size_t len);
+
   SessionConfig cfg_;
   State state_ = State::open;
   bool close_sent_ = false;
@@ -105,18 +113,35 @@ class Session {
   bool should_close_ = false;
   std::vector<uint8_t> out_;
   size_t out_pos_ = 0;
-  // Receive-side state (decoder, assembly buffer, UTF-8 validator, ...).
+
+  // Receive side.
   FrameDecoder dec_;
-  std::vector<uint8_t> msg_;      // assembly buffer for fragmented/partial messages
+  bool in_payload_ = false;     // header parsed, payload bytes pending
+  uint64_t remaining_ = 0;      // payload bytes of the current frame still to come
+  size_t mask_off_ = 0;         // key offset for the next payload byte
+  std::vector<uint8_t> msg_;    // assembly buffer for fragmented/partial messages
+  uint64_t msg_size_ = 0;       // bytes of the current message so far
   Utf8Validator rx_utf8_;
-  Utf8Validator tx_utf8_;
-  Opcode rx_msg_op_ = Opcode::continuation;  // opcode of the message being received
-  Opcode tx_msg_op_ = Opcode::continuation;  // opcode of the message being sent (fragments)
-  uint8_t ctrl_[125];             // control frame payload being assembled
+  Opcode rx_msg_op_ = Opcode::continuation;  // text/binary while a message is in progress
+  uint8_t ctrl_[kMaxControlPayload];         // control frame payload being assembled
   size_t ctrl_len_ = 0;
-  std::string close_reason_;
+  std::string close_reason_;    // the peer's reason (or ours, when we failed)
+  const char* fail_why_ = "";
+
+  // Send side.
+  Utf8Validator tx_utf8_;
+  Opcode tx_msg_op_ = Opcode::continuation;  // text/binary while sending fragments
   MaskSource masks_;
-  // (session.cpp may add members)
+
+ public:
+  // Why the session failed the connection ("" when it did not).
+  const char* failure_reason() const { return fail_why_; }
+  // The close code the peer sent (1005 none), valid once close_received().
+  uint16_t peer_close_code() const { return peer_code_; }
+  std::string_view peer_close_reason() const { return close_reason_; }
+
+ private:
+  uint16_t peer_code_ = 0;
 };
 
 }  // namespace wscore::proto

@@ -1,0 +1,181 @@
+#include "proto/frame.hpp"
+
+#include <openssl/rand.h>
+
+#include <cstring>
+#include <cstdlib>
+
+namespace wscore::proto {
+
+size_t encode_header(uint8_t* out, Opcode op, bool fin, uint64_t len, const uint8_t* mask_key,
+                     uint8_t rsv) {
+  out[0] = static_cast<uint8_t>((fin ? 0x80 : 0) | ((rsv & 7) << 4) | static_cast<uint8_t>(op));
+  uint8_t mbit = mask_key ? 0x80 : 0;
+  size_t n;
+  if (len < 126) {
+    out[1] = static_cast<uint8_t>(mbit | len);
+    n = 2;
+  } else if (len <= 0xFFFF) {
+    out[1] = mbit | 126;
+    out[2] = static_cast<uint8_t>(len >> 8);
+    out[3] = static_cast<uint8_t>(len);
+    n = 4;
+  } else {
+    out[1] = mbit | 127;
+    for (int i = 0; i < 8; i++) out[2 + i] = static_cast<uint8_t>(len >> (56 - 8 * i));
+    n = 10;
+  }
+  if (mask_key) {
+    std::memcpy(out + n, mask_key, 4);
+    n += 4;
+  }
+  return n;
+}
+
+namespace {
+
+typedef uint8_t v16 __attribute__((vector_size(16)));
+
+// The key rotated so that byte 0 of the result lines up with key_offset, then
+// repeated over 16 bytes.
+inline v16 key_vector(const uint8_t key[4], size_t off) {
+  v16 k;
+  for (int i = 0; i < 16; i++) k[i] = key[(off + i) & 3];
+  return k;
+}
+
+template <bool kCopy>
+size_t mask_impl(uint8_t* dst, const uint8_t* src, size_t len, const uint8_t key[4], size_t off) {
+  off &= 3;
+  size_t i = 0;
+  if (len >= 16) {
+    const v16 k = key_vector(key, off);
+    for (; i + 64 <= len; i += 64) {
+      v16 a, b, c, d;
+      std::memcpy(&a, src + i, 16);
+      std::memcpy(&b, src + i + 16, 16);
+      std::memcpy(&c, src + i + 32, 16);
+      std::memcpy(&d, src + i + 48, 16);
+      a ^= k;
+      b ^= k;
+      c ^= k;
+      d ^= k;
+      std::memcpy(dst + i, &a, 16);
+      std::memcpy(dst + i + 16, &b, 16);
+      std::memcpy(dst + i + 32, &c, 16);
+      std::memcpy(dst + i + 48, &d, 16);
+    }
+    for (; i + 16 <= len; i += 16) {
+      v16 a;
+      std::memcpy(&a, src + i, 16);
+      a ^= k;
+      std::memcpy(dst + i, &a, 16);
+    }
+  }
+  for (; i < len; i++) dst[i] = src[i] ^ key[(off + i) & 3];
+  (void)kCopy;
+  return (off + len) & 3;
+}
+
+}  // namespace
+
+size_t mask_bytes(uint8_t* data, size_t len, const uint8_t key[4], size_t key_offset) {
+  return mask_impl<false>(data, data, len, key, key_offset);
+}
+
+size_t mask_copy(uint8_t* dst, const uint8_t* src, size_t len, const uint8_t key[4],
+                 size_t key_offset) {
+  return mask_impl<true>(dst, src, len, key, key_offset);
+}
+
+FrameDecoder::Status FrameDecoder::parse(const uint8_t* data, size_t len, size_t* consumed) {
+  *consumed = 0;
+  if (have_ == 0 && len >= 2) {
+    // Fast path: the whole header lies in the caller's buffer.
+    size_t need = header_size(data[0], data[1]);
+    if (len >= need) {
+      *consumed = need;
+      return finish(data, need);
+    }
+  }
+  size_t need = have_ >= 2 ? header_size(buf_[0], buf_[1]) : 2;
+  while (*consumed < len) {
+    buf_[have_++] = data[(*consumed)++];
+    if (have_ == 2) need = header_size(buf_[0], buf_[1]);
+    if (have_ == need) return finish(buf_, need);
+  }
+  return Status::need_more;
+}
+
+FrameDecoder::Status FrameDecoder::finish(const uint8_t* p, size_t size) {
+  have_ = size;  // complete; reset() before the next header
+  h_.fin = (p[0] & 0x80) != 0;
+  h_.rsv = static_cast<uint8_t>((p[0] >> 4) & 7);
+  uint8_t op = p[0] & 0x0F;
+  h_.opcode = static_cast<Opcode>(op);
+  h_.masked = (p[1] & 0x80) != 0;
+  uint8_t len7 = p[1] & 0x7F;
+  size_t at = 2;
+  if (len7 == 126) {
+    h_.length = (uint64_t(p[2]) << 8) | p[3];
+    at = 4;
+  } else if (len7 == 127) {
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) v = (v << 8) | p[2 + i];
+    h_.length = v;
+    at = 10;
+    if (v >> 63) {
+      error_ = "64-bit payload length has its most significant bit set";
+      return Status::error;
+    }
+  } else {
+    h_.length = len7;
+  }
+  if (h_.masked) std::memcpy(h_.mask, p + at, 4);
+
+  if (h_.rsv & ~allowed_rsv_) {
+    error_ = "RSV bit set without a negotiated extension";
+    return Status::error;
+  }
+  switch (op) {
+    case 0x0: case 0x1: case 0x2: case 0x8: case 0x9: case 0xA:
+      break;
+    default:
+      error_ = "reserved opcode";
+      return Status::error;
+  }
+  if (is_control(h_.opcode)) {
+    if (!h_.fin) {
+      error_ = "fragmented control frame";
+      return Status::error;
+    }
+    if (h_.length > kMaxControlPayload) {
+      error_ = "control frame payload longer than 125 bytes";
+      return Status::error;
+    }
+  }
+  if (role_ == Role::server && !h_.masked) {
+    error_ = "unmasked frame from a client";
+    return Status::error;
+  }
+  if (role_ == Role::client && h_.masked) {
+    error_ = "masked frame from a server";
+    return Status::error;
+  }
+  return Status::header;
+}
+
+void MaskSource::next(uint8_t key[4]) {
+  if (pos_ + 4 > sizeof(pool_)) {
+    if (RAND_bytes(pool_, sizeof(pool_)) != 1) {
+      // A client must never send predictable masks (RFC 6455 10.3); without a
+      // CSPRNG there is nothing safe to do.
+      std::abort();
+    }
+    pos_ = 0;
+  }
+  std::memcpy(key, pool_ + pos_, 4);
+  pos_ += 4;
+}
+
+}  // namespace wscore::proto

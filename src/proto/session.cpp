@@ -1,0 +1,315 @@
+#include "proto/session.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+namespace wscore::proto {
+
+namespace {
+
+// Close codes a peer may send (RFC 6455 7.4, IANA registry): anything else is
+// a protocol error.
+bool receivable_close_code(uint16_t c) {
+  return (c >= 1000 && c <= 1003) || (c >= 1007 && c <= 1014) || (c >= 3000 && c <= 4999);
+}
+
+constexpr size_t kMaxCloseReason = kMaxControlPayload - 2;
+
+}  // namespace
+
+Session::Session(const SessionConfig& cfg) : cfg_(cfg), dec_(cfg.role) {}
+
+void Session::consume_output(size_t n) {
+  out_pos_ += std::min(n, out_.size() - out_pos_);
+  if (out_pos_ == out_.size()) {
+    out_.clear();
+    out_pos_ = 0;
+  } else if (out_pos_ >= 65536 && out_pos_ * 2 >= out_.size()) {
+    out_.erase(out_.begin(), out_.begin() + static_cast<ptrdiff_t>(out_pos_));
+    out_pos_ = 0;
+  }
+}
+
+void Session::append_frame(Opcode op, bool fin, const uint8_t* data, size_t len) {
+  uint8_t hdr[kMaxHeaderSize];
+  uint8_t key[4];
+  const bool masked = cfg_.role == Role::client;
+  if (masked) masks_.next(key);
+  size_t hlen = encode_header(hdr, op, fin, len, masked ? key : nullptr);
+  size_t at = out_.size();
+  out_.resize(at + hlen + len);
+  std::memcpy(out_.data() + at, hdr, hlen);
+  if (len == 0) return;
+  if (masked)
+    mask_copy(out_.data() + at + hlen, data, len, key);
+  else
+    std::memcpy(out_.data() + at + hlen, data, len);
+}
+
+Event Session::fail(uint16_t code, const char* why) {
+  fail_why_ = why;
+  if (!close_sent_) {
+    uint8_t payload[2] = {static_cast<uint8_t>(code >> 8), static_cast<uint8_t>(code)};
+    append_frame(Opcode::close, true, payload, 2);
+    close_sent_ = true;
+  }
+  state_ = State::closed;
+  should_close_ = true;
+  close_reason_ = why;
+  Event ev;
+  ev.type = EventType::close;
+  ev.failed = true;
+  ev.close_code = code;
+  ev.close_reason = close_reason_;
+  return ev;
+}
+
+size_t Session::receive(uint8_t* data, size_t len, Event& ev) {
+  ev = Event{};
+  if (state_ == State::closed || close_received_) return len;  // nothing more is read
+  size_t pos = 0;
+  while (pos < len || (in_payload_ && remaining_ == 0)) {
+    if (!in_payload_) {
+      size_t used = 0;
+      FrameDecoder::Status st = dec_.parse(data + pos, len - pos, &used);
+      pos += used;
+      if (st == FrameDecoder::Status::need_more) return pos;
+      if (st == FrameDecoder::Status::error) {
+        ev = fail(1002, dec_.error());
+        return len;
+      }
+      const FrameHeader& h = dec_.header();
+      if (is_control(h.opcode)) {
+        ctrl_len_ = 0;
+      } else if (h.opcode == Opcode::continuation) {
+        if (rx_msg_op_ == Opcode::continuation) {
+          ev = fail(1002, "continuation frame without a message in progress");
+          return len;
+        }
+      } else {
+        if (rx_msg_op_ != Opcode::continuation) {
+          ev = fail(1002, "new data frame while a fragmented message is in progress");
+          return len;
+        }
+        rx_msg_op_ = h.opcode;
+        msg_.clear();
+        msg_size_ = 0;
+        rx_utf8_.reset();
+      }
+      if (!is_control(h.opcode)) {
+        if (h.length > cfg_.max_message_size - msg_size_) {
+          ev = fail(1009, "message larger than the configured maximum");
+          return len;
+        }
+        msg_size_ += h.length;
+      }
+      remaining_ = h.length;
+      mask_off_ = 0;
+      in_payload_ = true;
+
+      // Zero copy: a single-frame message whose payload is all here is
+      // unmasked in place and delivered from the caller's buffer.
+      if (!is_control(h.opcode) && h.opcode != Opcode::continuation && h.fin &&
+          len - pos >= h.length) {
+        uint8_t* p = data + pos;
+        size_t n = static_cast<size_t>(h.length);
+        if (h.masked) mask_bytes(p, n, h.mask, 0);
+        if (h.opcode == Opcode::text && !utf8_valid(p, n)) {
+          ev = fail(1007, "text message is not valid UTF-8");
+          return len;
+        }
+        pos += n;
+        in_payload_ = false;
+        remaining_ = 0;
+        rx_msg_op_ = Opcode::continuation;
+        dec_.reset();
+        ev.type = EventType::message;
+        ev.is_text = h.opcode == Opcode::text;
+        ev.data = p;
+        ev.size = n;
+        return pos;
+      }
+    }
+
+    // Payload bytes of the current frame.
+    const FrameHeader& h = dec_.header();
+    size_t n = static_cast<size_t>(std::min<uint64_t>(remaining_, len - pos));
+    if (n) {
+      uint8_t* p = data + pos;
+      if (h.masked) mask_off_ = mask_bytes(p, n, h.mask, mask_off_);
+      if (is_control(h.opcode)) {
+        std::memcpy(ctrl_ + ctrl_len_, p, n);
+        ctrl_len_ += n;
+      } else {
+        if (rx_msg_op_ == Opcode::text && rx_utf8_.feed(p, n) != Utf8Validator::npos) {
+          // Fail fast: at the first invalid byte, not at the end of the message.
+          ev = fail(1007, "text message is not valid UTF-8");
+          return len;
+        }
+        msg_.insert(msg_.end(), p, p + n);
+      }
+      pos += n;
+      remaining_ -= n;
+    }
+    if (remaining_ == 0) {
+      if (frame_end(ev)) return pos;
+      if (state_ == State::closed) return len;
+    }
+  }
+  return pos;
+}
+
+// The current frame's payload is complete. Returns true when it produced an event.
+bool Session::frame_end(Event& ev) {
+  const FrameHeader h = dec_.header();
+  in_payload_ = false;
+  dec_.reset();
+  if (is_control(h.opcode)) {
+    handle_control(ev);
+    return ev.type != EventType::none;
+  }
+  if (!h.fin) return false;
+  if (rx_msg_op_ == Opcode::text && !rx_utf8_.complete()) {
+    ev = fail(1007, "text message ends inside a UTF-8 sequence");
+    return true;
+  }
+  ev.type = EventType::message;
+  ev.is_text = rx_msg_op_ == Opcode::text;
+  ev.data = msg_.data();
+  ev.size = msg_.size();
+  rx_msg_op_ = Opcode::continuation;
+  return true;
+}
+
+void Session::handle_control(Event& ev) {
+  const Opcode op = dec_.header().opcode;
+  if (op == Opcode::ping) {
+    if (cfg_.auto_pong && !close_sent_) append_frame(Opcode::pong, true, ctrl_, ctrl_len_);
+    ev.type = EventType::ping;
+    ev.data = ctrl_;
+    ev.size = ctrl_len_;
+    return;
+  }
+  if (op == Opcode::pong) {
+    ev.type = EventType::pong;
+    ev.data = ctrl_;
+    ev.size = ctrl_len_;
+    return;
+  }
+  // Close.
+  uint16_t code = 1005;
+  std::string_view reason;
+  if (ctrl_len_ == 1) {
+    ev = fail(1002, "close frame with a 1-byte payload");
+    return;
+  }
+  if (ctrl_len_ >= 2) {
+    code = static_cast<uint16_t>((ctrl_[0] << 8) | ctrl_[1]);
+    if (!receivable_close_code(code)) {
+      ev = fail(1002, "invalid close code");
+      return;
+    }
+    if (!utf8_valid(ctrl_ + 2, ctrl_len_ - 2)) {
+      ev = fail(1007, "close reason is not valid UTF-8");
+      return;
+    }
+    reason = std::string_view(reinterpret_cast<const char*>(ctrl_ + 2), ctrl_len_ - 2);
+  }
+  close_received_ = true;
+  peer_code_ = code;
+  close_reason_.assign(reason);
+  if (!close_sent_) {
+    // Echo the peer's code (RFC 6455 5.5.1); a close without a code is answered without one.
+    if (code == 1005) {
+      append_frame(Opcode::close, true, nullptr, 0);
+    } else {
+      uint8_t payload[2] = {static_cast<uint8_t>(code >> 8), static_cast<uint8_t>(code)};
+      append_frame(Opcode::close, true, payload, 2);
+    }
+    close_sent_ = true;
+  }
+  state_ = State::closed;
+  should_close_ = true;
+  ev.type = EventType::close;
+  ev.close_code = code;
+  ev.close_reason = close_reason_;
+}
+
+// ---- send side ----
+
+SendResult Session::send_message(Opcode op, const uint8_t* data, size_t len) {
+  if (op != Opcode::text && op != Opcode::binary) return SendResult::bad_state;
+  if (close_sent_) return SendResult::bad_state;
+  if (tx_msg_op_ != Opcode::continuation) return SendResult::bad_state;
+  if (op == Opcode::text && !utf8_valid(data, len)) return SendResult::bad_utf8;
+  append_frame(op, true, data, len);
+  return SendResult::ok;
+}
+
+SendResult Session::send_fragment(Opcode op, const uint8_t* data, size_t len, bool fin) {
+  if (op != Opcode::text && op != Opcode::binary) return SendResult::bad_state;
+  if (close_sent_) return SendResult::bad_state;
+  Opcode wire = op;
+  Utf8Validator v = tx_utf8_;
+  if (tx_msg_op_ == Opcode::continuation) {
+    v.reset();
+  } else {
+    if (op != tx_msg_op_) return SendResult::bad_state;
+    wire = Opcode::continuation;
+  }
+  if (op == Opcode::text) {
+    if (v.feed(data, len) != Utf8Validator::npos) return SendResult::bad_utf8;
+    if (fin && !v.complete()) return SendResult::bad_utf8;
+  }
+  append_frame(wire, fin, data, len);
+  tx_utf8_ = v;
+  tx_msg_op_ = fin ? Opcode::continuation : op;
+  return SendResult::ok;
+}
+
+SendResult Session::send_ping(const uint8_t* data, size_t len) {
+  if (len > kMaxControlPayload) return SendResult::too_big;
+  if (close_sent_) return SendResult::bad_state;
+  append_frame(Opcode::ping, true, data, len);
+  return SendResult::ok;
+}
+
+SendResult Session::send_pong(const uint8_t* data, size_t len) {
+  if (len > kMaxControlPayload) return SendResult::too_big;
+  if (close_sent_) return SendResult::bad_state;
+  append_frame(Opcode::pong, true, data, len);
+  return SendResult::ok;
+}
+
+bool sendable_close_code(uint16_t code) {
+  return code == 0 || (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) ||
+         (code >= 3000 && code <= 4999);
+}
+
+SendResult Session::send_close(uint16_t code, std::string_view reason) {
+  if (!sendable_close_code(code)) return SendResult::bad_close_code;
+  if (code == 0 && !reason.empty()) return SendResult::bad_close_code;
+  if (reason.size() > kMaxCloseReason) return SendResult::too_big;
+  if (!utf8_valid(reinterpret_cast<const uint8_t*>(reason.data()), reason.size()))
+    return SendResult::bad_utf8;
+  if (close_sent_) return SendResult::bad_state;
+  uint8_t payload[kMaxControlPayload];
+  size_t n = 0;
+  if (code) {
+    payload[0] = static_cast<uint8_t>(code >> 8);
+    payload[1] = static_cast<uint8_t>(code);
+    std::memcpy(payload + 2, reason.data(), reason.size());
+    n = 2 + reason.size();
+  }
+  append_frame(Opcode::close, true, payload, n);
+  close_sent_ = true;
+  if (close_received_) {
+    state_ = State::closed;
+    should_close_ = true;
+  } else {
+    state_ = State::closing;
+  }
+  return SendResult::ok;
+}
+
+}  // namespace wscore::proto

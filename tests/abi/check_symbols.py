@@ -14,6 +14,7 @@ def header_functions(path):
     text = open(path, encoding="utf-8").read()
     text = re.sub(r"/\*.*?\*/", " ", text, flags=re.S)
     text = re.sub(r"//[^\n]*", " ", text)
+    text = re.sub(r"^\s*#.*$", " ", text, flags=re.M)
     names = set()
     for decl in re.findall(r"WS_EXTERN\s+([^;]*?)\(", text):
         m = re.search(r"(\w+)\s*$", decl)

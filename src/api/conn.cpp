@@ -1,0 +1,1217 @@
+// Connections: the loop-thread side (reads, writes, handshake, session events,
+// timers) and the caller-thread side (ws_open, ws_send, ws_receive, ws_close,
+// accessors). Caller threads never touch libuv: they queue commands.
+#include <netinet/in.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <strings.h>
+
+#include "api/internal.hpp"
+
+using namespace wscore;
+using api::Clock;
+using api::Cmd;
+using api::Phase;
+
+#define WS_GUARD_BEGIN try {
+#define WS_GUARD_END                  \
+  }                                   \
+  catch (const std::bad_alloc&) {     \
+    return WS_ENOMEM;                 \
+  }                                   \
+  catch (...) {                       \
+    return WS_ESYS;                   \
+  }
+
+namespace {
+
+// One read buffer for the (single) loop thread: idle connections own none.
+char g_read_buf[64 * 1024];
+
+void on_handle_closed(uv_handle_t* h);
+void close_transport(ws_conn* c, int code_if_unset, const char* why);
+void flush(ws_conn* c);
+void feed(ws_conn* c, uint8_t* data, size_t len);
+
+void set_detail(ws_conn* c, const std::string& d) {
+  std::lock_guard<std::mutex> g(c->mu);
+  c->error_detail = d;
+}
+
+ws_message* make_message(int type, const uint8_t* data, size_t len) {
+  ws_message* m = static_cast<ws_message*>(std::malloc(sizeof(ws_message)));
+  if (!m) return nullptr;
+  m->data = static_cast<uint8_t*>(std::malloc(len + 1));
+  if (!m->data) {
+    std::free(m);
+    return nullptr;
+  }
+  if (len) std::memcpy(m->data, data, len);
+  m->data[len] = 0;
+  m->size = len;
+  m->type = type;
+  return m;
+}
+
+std::string sockaddr_string(const struct sockaddr_storage& ss) {
+  char host[INET6_ADDRSTRLEN] = "";
+  int port = 0;
+  if (ss.ss_family == AF_INET) {
+    auto* a = reinterpret_cast<const sockaddr_in*>(&ss);
+    uv_ip4_name(a, host, sizeof host);
+    port = ntohs(a->sin_port);
+    return std::string(host) + ":" + std::to_string(port);
+  }
+  if (ss.ss_family == AF_INET6) {
+    auto* a = reinterpret_cast<const sockaddr_in6*>(&ss);
+    uv_ip6_name(a, host, sizeof host);
+    port = ntohs(a->sin6_port);
+    return "[" + std::string(host) + "]:" + std::to_string(port);
+  }
+  return "";
+}
+
+void record_peer(ws_conn* c) {
+  struct sockaddr_storage ss;
+  int len = sizeof ss;
+  if (uv_tcp_getpeername(&c->tcp, reinterpret_cast<sockaddr*>(&ss), &len) == 0)
+    c->peer = sockaddr_string(ss);
+}
+
+// ---- writes ----
+
+struct WriteReq {
+  uv_write_t req;
+  ws_conn* conn;
+  size_t size;
+  char data[1];  // flexible
+};
+
+void on_write(uv_write_t* req, int status) {
+  WriteReq* w = reinterpret_cast<WriteReq*>(req);
+  ws_conn* c = w->conn;
+  c->writes_pending--;
+  c->wire_bytes -= w->size;
+  std::free(w);
+  if (status < 0 && !c->transport_closing) {
+    close_transport(c, WS_CLOSE_ABNORMAL, uv_strerror(status));
+  } else if (!c->transport_closing) {
+    flush(c);
+  }
+  {
+    std::lock_guard<std::mutex> g(c->mu);
+  }
+  c->cv.notify_all();
+  if (c->drain_wanted && !c->transport_closing &&
+      c->pending_bytes + c->wire_bytes < c->opts->send_queue_limit) {
+    c->drain_wanted = false;
+    if (c->opts->cbs.on_drain) c->opts->cbs.on_drain(c, c->opts->cb_user);
+  }
+  api::conn_release(c);
+}
+
+// Writes raw bytes in order with everything written before.
+void write_bytes(ws_conn* c, const uint8_t* data, size_t len) {
+  if (len == 0 || c->transport_closing) return;
+  if (c->writes_pending == 0) {
+    uv_buf_t b = uv_buf_init(reinterpret_cast<char*>(const_cast<uint8_t*>(data)),
+                             static_cast<unsigned>(len));
+    int n = uv_try_write(reinterpret_cast<uv_stream_t*>(&c->tcp), &b, 1);
+    if (n > 0) {
+      data += n;
+      len -= static_cast<size_t>(n);
+    } else if (n != UV_EAGAIN && n < 0) {
+      close_transport(c, WS_CLOSE_ABNORMAL, uv_strerror(n));
+      return;
+    }
+    if (len == 0) return;
+  }
+  WriteReq* w = static_cast<WriteReq*>(std::malloc(sizeof(WriteReq) + len));
+  if (!w) {
+    close_transport(c, WS_CLOSE_ABNORMAL, "out of memory");
+    return;
+  }
+  w->conn = c;
+  w->size = len;
+  std::memcpy(w->data, data, len);
+  uv_buf_t b = uv_buf_init(w->data, static_cast<unsigned>(len));
+  api::conn_retain(c);
+  c->writes_pending++;
+  c->wire_bytes += len;
+  int rc = uv_write(&w->req, reinterpret_cast<uv_stream_t*>(&c->tcp), &b, 1, on_write);
+  if (rc < 0) {
+    c->writes_pending--;
+    c->wire_bytes -= len;
+    std::free(w);
+    api::conn_release(c);
+    close_transport(c, WS_CLOSE_ABNORMAL, uv_strerror(rc));
+  }
+}
+
+// Writes the session's output; closes TCP once the close handshake is over and
+// everything is written.
+void flush(ws_conn* c) {
+  if (c->transport_closing) return;
+  if (c->session) {
+    size_t n = c->session->output_size();
+    if (n) {
+      write_bytes(c, c->session->output_data(), n);
+      c->session->consume_output(n);
+    }
+    if (c->session->should_close_transport() && c->writes_pending == 0 && !c->transport_closing) {
+      int code;
+      {
+        std::lock_guard<std::mutex> g(c->mu);
+        code = c->close_code ? c->close_code : WS_CLOSE_ABNORMAL;
+      }
+      close_transport(c, code, nullptr);
+    }
+  }
+}
+
+// ---- transport shutdown ----
+
+void notify_closed(ws_conn* c) {
+  int code;
+  std::string reason;
+  {
+    std::lock_guard<std::mutex> g(c->mu);
+    c->closed = true;
+    c->state = WS_STATE_CLOSED;
+    c->update_fd_locked();
+    code = c->close_code;
+    reason = c->close_reason;
+  }
+  c->cv.notify_all();
+  if (c->open_notified && !c->close_cb_done) {
+    c->close_cb_done = true;
+    if (c->opts->callback_mode && c->opts->cbs.on_close)
+      c->opts->cbs.on_close(c, code, reason.c_str(), c->opts->cb_user);
+  }
+}
+
+void close_transport(ws_conn* c, int code_if_unset, const char* why) {
+  if (c->transport_closing) return;
+  c->transport_closing = true;
+  {
+    std::lock_guard<std::mutex> g(c->mu);
+    if (!c->close_code) c->close_code = code_if_unset;
+    if (why && c->error_detail.empty()) c->error_detail = why;
+  }
+  if (c->phase != Phase::closed) c->phase = Phase::closed;
+  if (c->server) c->server->conns.erase(c);
+  if (c->tcp_inited && !uv_is_closing(reinterpret_cast<uv_handle_t*>(&c->tcp))) {
+    uv_read_stop(reinterpret_cast<uv_stream_t*>(&c->tcp));
+    uv_close(reinterpret_cast<uv_handle_t*>(&c->tcp), on_handle_closed);
+  }
+  if (c->timer_inited && !uv_is_closing(reinterpret_cast<uv_handle_t*>(&c->timer))) {
+    uv_timer_stop(&c->timer);
+    uv_close(reinterpret_cast<uv_handle_t*>(&c->timer), on_handle_closed);
+  }
+  bool was_open = c->open_notified;
+  notify_closed(c);
+  // In callback mode the library owned the connection since on_open.
+  if (was_open && c->opts->callback_mode) api::conn_release(c);
+}
+
+void on_handle_closed(uv_handle_t* h) {
+  ws_conn* c = static_cast<ws_conn*>(h->data);
+  api::conn_release(c);
+}
+
+// ---- timers ----
+
+void on_close_timeout(uv_timer_t* t) {
+  ws_conn* c = static_cast<ws_conn*>(t->data);
+  api::log(WS_LOG_INFO, "close handshake timed out with %s", c->peer.c_str());
+  close_transport(c, WS_CLOSE_ABNORMAL, "the peer did not answer the close in time");
+}
+
+void on_handshake_timeout(uv_timer_t* t) {
+  ws_conn* c = static_cast<ws_conn*>(t->data);
+  close_transport(c, WS_CLOSE_ABNORMAL, "handshake timed out");
+}
+
+void on_keepalive(uv_timer_t* t) {
+  ws_conn* c = static_cast<ws_conn*>(t->data);
+  if (!c->session || c->phase != Phase::open) return;
+  const ws_options& o = *c->opts;
+  auto idle = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - c->last_rx).count();
+  if (o.idle_timeout > 0 && idle >= o.idle_timeout) {
+    api::conn_shutdown(c, WS_CLOSE_GOING_AWAY, "idle timeout");
+    return;
+  }
+  if (o.keepalive_interval > 0) {
+    if (o.keepalive_timeout > 0 && idle >= o.keepalive_interval + o.keepalive_timeout) {
+      close_transport(c, WS_CLOSE_ABNORMAL, "keepalive: no answer from the peer");
+      return;
+    }
+    if (idle >= o.keepalive_interval && c->session->send_ping(nullptr, 0) == proto::SendResult::ok)
+      flush(c);
+  }
+}
+
+void start_keepalive(ws_conn* c) {
+  const ws_options& o = *c->opts;
+  int period = 0;
+  if (o.keepalive_interval > 0) period = o.keepalive_interval;
+  if (o.idle_timeout > 0) period = period ? std::min(period, o.idle_timeout) : o.idle_timeout;
+  if (period <= 0) return;
+  period = std::max(period / 2, 10);
+  uv_timer_start(&c->timer, on_keepalive, static_cast<uint64_t>(period), static_cast<uint64_t>(period));
+}
+
+// ---- opening ----
+
+proto::SessionConfig session_config(ws_conn* c) {
+  proto::SessionConfig sc;
+  sc.role = c->is_server ? proto::Role::server : proto::Role::client;
+  sc.max_message_size = c->opts->max_message_size;
+  sc.auto_pong = true;
+  return sc;
+}
+
+// The connection is upgraded: start the session and hand it to the application.
+void became_open(ws_conn* c, std::string leftover) {
+  c->session = std::make_unique<proto::Session>(session_config(c));
+  c->phase = Phase::open;
+  c->last_rx = Clock::now();
+  uv_timer_stop(&c->timer);
+  start_keepalive(c);
+  c->state = WS_STATE_OPEN;
+  c->open_notified = true;
+  if (c->is_server) {
+    if (c->opts->callback_mode) {
+      api::conn_retain(c);  // the library's own reference until on_close
+      if (c->opts->cbs.on_open) c->opts->cbs.on_open(c, c->opts->cb_user);
+    }
+  } else {
+    if (c->opts->callback_mode) {
+      api::conn_retain(c);
+      if (c->opts->cbs.on_open) c->opts->cbs.on_open(c, c->opts->cb_user);
+    }
+    {
+      std::lock_guard<std::mutex> g(c->mu);
+      c->open_result = WS_OK;
+    }
+    c->cv.notify_all();
+  }
+  if (!leftover.empty() && !c->transport_closing)
+    feed(c, reinterpret_cast<uint8_t*>(leftover.data()), leftover.size());
+}
+
+void finish_open_error(ws_conn* c, int err, const std::string& detail) {
+  {
+    std::lock_guard<std::mutex> g(c->mu);
+    if (c->open_result != 1) return;
+    c->open_result = err;
+    c->error_detail = detail;
+  }
+  c->cv.notify_all();
+  if (c->resolver) uv_cancel(reinterpret_cast<uv_req_t*>(c->resolver));
+  close_transport(c, WS_CLOSE_ABNORMAL, detail.c_str());
+}
+
+void send_error_and_close(ws_conn* c, int status, const std::string& body) {
+  std::string resp = proto::build_error_response(status, body);
+  write_bytes(c, reinterpret_cast<const uint8_t*>(resp.data()), resp.size());
+  set_detail(c, body);
+  // Close once the response is written (or at once if it went out already).
+  c->phase = Phase::closed;
+  if (c->writes_pending == 0) close_transport(c, WS_CLOSE_ABNORMAL, body.c_str());
+}
+
+void server_accept_upgrade(ws_conn* c, const std::string& subprotocol, std::string leftover);
+
+bool origin_allowed(const ws_options& o, const std::string& origin) {
+  if (origin.empty()) return !o.require_origin;
+  if (o.origins.empty()) return true;
+  for (const auto& a : o.origins)
+    if (a.size() == origin.size() &&
+        std::equal(a.begin(), a.end(), origin.begin(),
+                   [](char x, char y) { return std::tolower(x) == std::tolower(y); }))
+      return true;
+  return false;
+}
+
+void server_handshake_data(ws_conn* c) {
+  proto::HandshakeLimits lim;
+  lim.max_head_size = c->opts->max_handshake_size;
+  proto::Request req;
+  proto::RequestParse r = proto::parse_request(c->hs_in.data(), c->hs_in.size(), lim, &req);
+  if (r.status == proto::ParseStatus::incomplete) return;
+  if (r.status == proto::ParseStatus::error) {
+    api::log(WS_LOG_INFO, "bad upgrade request: %s", r.error.c_str());
+    send_error_and_close(c, r.error_status, r.error + "\n");
+    return;
+  }
+  std::string leftover = c->hs_in.substr(r.consumed);
+  c->hs_in.clear();
+  c->hs_in.shrink_to_fit();
+  proto::UpgradeCheck chk = proto::check_upgrade(req);
+  c->request = std::move(req);
+  if (!chk.ok) {
+    send_error_and_close(c, chk.error_status, chk.error + "\n");
+    return;
+  }
+  if (!origin_allowed(*c->opts, chk.origin)) {
+    send_error_and_close(c, 403, "origin not allowed\n");
+    return;
+  }
+  c->hs_key = chk.key;
+  c->offered_subprotocols = chk.subprotocols;
+  std::string chosen;
+  for (const auto& offer : chk.subprotocols) {
+    for (const auto& mine : c->opts->subprotocols)
+      if (offer == mine) {
+        chosen = offer;
+        break;
+      }
+    if (!chosen.empty()) break;
+  }
+  if (c->opts->manual_upgrade && !c->opts->callback_mode) {
+    c->phase = Phase::pending_upgrade;
+    c->hs_in = std::move(leftover);  // frames that came early wait for the 101
+    ws_server* s = c->server;
+    {
+      std::lock_guard<std::mutex> g(s->mu);
+      api::conn_retain(c);  // the accept queue's reference, handed to ws_accept
+      s->acceptq.push_back(c);
+      s->update_fd_locked();
+    }
+    s->cv.notify_all();
+    return;
+  }
+  server_accept_upgrade(c, chosen, std::move(leftover));
+}
+
+void server_accept_upgrade(ws_conn* c, const std::string& subprotocol, std::string leftover) {
+  proto::Headers extra = c->opts->headers;
+  extra.insert(extra.end(), c->upgrade_headers.begin(), c->upgrade_headers.end());
+  c->subprotocol = subprotocol;
+  std::string resp = proto::build_response_101(c->hs_key, subprotocol, "", extra);
+  write_bytes(c, reinterpret_cast<const uint8_t*>(resp.data()), resp.size());
+  if (c->transport_closing) return;
+  bool manual = c->phase == Phase::pending_upgrade;
+  became_open(c, std::move(leftover));
+  if (!manual && !c->opts->callback_mode) {
+    ws_server* s = c->server;
+    {
+      std::lock_guard<std::mutex> g(s->mu);
+      api::conn_retain(c);
+      s->acceptq.push_back(c);
+      s->update_fd_locked();
+    }
+    s->cv.notify_all();
+  }
+}
+
+void client_handshake_data(ws_conn* c) {
+  proto::HandshakeLimits lim;
+  lim.max_head_size = c->opts->max_handshake_size;
+  proto::Response resp;
+  proto::ResponseParse r = proto::parse_response(c->hs_in.data(), c->hs_in.size(), lim, &resp);
+  if (r.status == proto::ParseStatus::incomplete) return;
+  if (r.status == proto::ParseStatus::error) {
+    finish_open_error(c, WS_EHANDSHAKE, "bad handshake response: " + r.error);
+    return;
+  }
+  c->http_status = resp.status;
+  c->resp_headers = resp.headers;
+  proto::ResponseCheck chk = proto::check_response(resp, c->hs_key, c->opts->subprotocols, "");
+  if (!chk.ok) {
+    finish_open_error(c, WS_EHANDSHAKE, chk.error);
+    return;
+  }
+  c->subprotocol = chk.subprotocol;
+  std::string leftover = c->hs_in.substr(r.consumed);
+  c->hs_in.clear();
+  c->hs_in.shrink_to_fit();
+  became_open(c, std::move(leftover));
+}
+
+// ---- reading ----
+
+void deliver(ws_conn* c, int type, const uint8_t* data, size_t len) {
+  if (c->opts->callback_mode) {
+    if (c->opts->cbs.on_message) c->opts->cbs.on_message(c, type, data, len, c->opts->cb_user);
+    return;
+  }
+  ws_message* m = make_message(type, data, len);
+  if (!m) {
+    close_transport(c, WS_CLOSE_ABNORMAL, "out of memory");
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> g(c->mu);
+    c->inbox.push_back(m);
+    c->update_fd_locked();
+  }
+  c->cv.notify_all();
+}
+
+void feed(ws_conn* c, uint8_t* data, size_t len) {
+  c->last_rx = Clock::now();
+  size_t pos = 0;
+  while (pos < len && !c->transport_closing) {
+    proto::Event ev;
+    pos += c->session->receive(data + pos, len - pos, ev);
+    switch (ev.type) {
+      case proto::EventType::none:
+        break;
+      case proto::EventType::message:
+        deliver(c, ev.is_text ? WS_TEXT : WS_BINARY, ev.data, ev.size);
+        break;
+      case proto::EventType::ping:
+        if (c->opts->deliver_control) deliver(c, WS_PING, ev.data, ev.size);
+        break;
+      case proto::EventType::pong:
+        if (c->opts->deliver_control) deliver(c, WS_PONG, ev.data, ev.size);
+        break;
+      case proto::EventType::close: {
+        {
+          std::lock_guard<std::mutex> g(c->mu);
+          if (ev.failed) {
+            c->close_code = ev.close_code;
+            c->error_detail = std::string(ev.close_reason);
+          } else {
+            c->close_code = ev.close_code;
+            c->close_reason.assign(ev.close_reason);
+            c->peer_close_received = true;
+          }
+        }
+        c->state = WS_STATE_CLOSING;
+        // Bound the wait for the peer's FIN / our flush.
+        uv_timer_start(&c->timer, on_close_timeout, static_cast<uint64_t>(std::max(c->opts->close_timeout, 1)), 0);
+        break;
+      }
+    }
+    if (c->session->state() == proto::State::closed) break;
+  }
+  flush(c);
+}
+
+void on_alloc(uv_handle_t*, size_t, uv_buf_t* buf) { *buf = uv_buf_init(g_read_buf, sizeof g_read_buf); }
+
+void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
+  ws_conn* c = static_cast<ws_conn*>(stream->data);
+  if (nread == 0) return;
+  if (nread < 0) {
+    const char* why = nread == UV_EOF ? "the peer closed the connection" : uv_strerror(static_cast<int>(nread));
+    if (c->phase == Phase::connecting || c->phase == Phase::handshake) {
+      if (!c->is_server) {
+        finish_open_error(c, WS_EHANDSHAKE, std::string("connection closed during the handshake: ") + why);
+        return;
+      }
+    }
+    // A clean EOF after the close handshake keeps the peer's code; otherwise 1006.
+    close_transport(c, WS_CLOSE_ABNORMAL, why);
+    return;
+  }
+  size_t n = static_cast<size_t>(nread);
+  switch (c->phase) {
+    case Phase::handshake:
+      c->hs_in.append(buf->base, n);
+      if (c->is_server)
+        server_handshake_data(c);
+      else
+        client_handshake_data(c);
+      break;
+    case Phase::pending_upgrade:
+      if (c->hs_in.size() + n > c->opts->max_message_size + 64 * 1024) {
+        close_transport(c, WS_CLOSE_ABNORMAL, "too much data before the upgrade was accepted");
+        return;
+      }
+      c->hs_in.append(buf->base, n);
+      break;
+    case Phase::open:
+      feed(c, reinterpret_cast<uint8_t*>(buf->base), n);
+      break;
+    default:
+      break;
+  }
+}
+
+// ---- client connect ----
+
+void try_connect(ws_conn* c);
+
+void on_connect(uv_connect_t* req, int status) {
+  ws_conn* c = static_cast<ws_conn*>(req->data);
+  delete req;
+  bool aborted;
+  {
+    std::lock_guard<std::mutex> g(c->mu);
+    aborted = c->open_result != 1;
+  }
+  if (aborted || c->transport_closing) {
+    api::conn_release(c);
+    return;
+  }
+  if (status < 0) {
+    c->connect_error = status;
+    // This handle is spent: a new one for the next address.
+    uv_close(reinterpret_cast<uv_handle_t*>(&c->tcp), [](uv_handle_t* h) {
+      ws_conn* cc = static_cast<ws_conn*>(h->data);
+      cc->tcp_inited = false;
+      try_connect(cc);
+      api::conn_release(cc);
+    });
+    api::conn_release(c);
+    return;
+  }
+  uv_tcp_nodelay(&c->tcp, 1);
+  record_peer(c);
+  c->phase = Phase::handshake;
+  proto::ClientRequestSpec spec;
+  spec.host_header = c->url.host_header;
+  spec.target = c->url.target;
+  spec.key = c->hs_key = proto::generate_key();
+  spec.subprotocols = c->opts->subprotocols;
+  spec.extra = c->opts->headers;
+  std::string reqs = proto::build_request(spec);
+  uv_read_start(reinterpret_cast<uv_stream_t*>(&c->tcp), on_alloc, on_read);
+  write_bytes(c, reinterpret_cast<const uint8_t*>(reqs.data()), reqs.size());
+  api::conn_release(c);
+}
+
+void try_connect(ws_conn* c) {
+  {
+    std::lock_guard<std::mutex> g(c->mu);
+    if (c->open_result != 1) return;
+  }
+  if (!c->next_addr) {
+    int e = c->connect_error;
+    finish_open_error(c, e == UV_ECONNREFUSED ? WS_ECONNREFUSED : WS_ECONNECT,
+                      std::string("connect to ") + c->url.host + ": " + (e ? uv_strerror(e) : "no address"));
+    return;
+  }
+  struct addrinfo* ai = c->next_addr;
+  c->next_addr = ai->ai_next;
+  uv_tcp_init(c->loop->uv(), &c->tcp);
+  c->tcp.data = c;
+  c->tcp_inited = true;
+  api::conn_retain(c);  // held by the tcp handle until it is closed
+  uv_connect_t* req = new uv_connect_t;
+  req->data = c;
+  api::conn_retain(c);
+  int rc = uv_tcp_connect(req, &c->tcp, ai->ai_addr, on_connect);
+  if (rc < 0) {
+    delete req;
+    api::conn_release(c);
+    c->connect_error = rc;
+    uv_close(reinterpret_cast<uv_handle_t*>(&c->tcp), [](uv_handle_t* h) {
+      ws_conn* cc = static_cast<ws_conn*>(h->data);
+      cc->tcp_inited = false;
+      try_connect(cc);
+      api::conn_release(cc);
+    });
+  }
+}
+
+void on_resolved(uv_getaddrinfo_t* req, int status, struct addrinfo* res) {
+  ws_conn* c = static_cast<ws_conn*>(req->data);
+  delete req;
+  c->resolver = nullptr;
+  c->addrs = res;
+  c->next_addr = res;
+  if (status < 0) {
+    finish_open_error(c, WS_ERESOLVE, "resolve " + c->url.host + ": " + uv_strerror(status));
+  } else {
+    try_connect(c);
+  }
+  api::conn_release(c);
+}
+
+void start_open(ws_conn* c) {
+  // The timer lives as long as the connection (handshake, close and keepalive timers).
+  uv_timer_init(c->loop->uv(), &c->timer);
+  c->timer.data = c;
+  c->timer_inited = true;
+  api::conn_retain(c);
+  auto* req = new uv_getaddrinfo_t;
+  req->data = c;
+  c->resolver = req;
+  struct addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_protocol = IPPROTO_TCP;
+  api::conn_retain(c);
+  std::string port = std::to_string(c->url.port);
+  int rc = uv_getaddrinfo(c->loop->uv(), req, on_resolved, c->url.host.c_str(), port.c_str(), &hints);
+  if (rc < 0) {
+    delete req;
+    c->resolver = nullptr;
+    api::conn_release(c);
+    finish_open_error(c, WS_ERESOLVE, std::string("resolve: ") + uv_strerror(rc));
+  }
+}
+
+// The connect timeout fired in the caller: give up wherever the open is.
+void abort_open(ws_conn* c, int err, const char* why) { finish_open_error(c, err, why); }
+
+// ---- commands from caller threads ----
+
+void apply(ws_conn* c, Cmd& cmd) {
+  if (cmd.kind == Cmd::upgrade_accept) {
+    if (c->phase == Phase::pending_upgrade) {
+      std::string leftover = std::move(c->hs_in);
+      server_accept_upgrade(c, cmd.data, std::move(leftover));
+    }
+    return;
+  }
+  if (cmd.kind == Cmd::upgrade_reject) {
+    if (c->phase == Phase::pending_upgrade) send_error_and_close(c, cmd.status, cmd.data);
+    return;
+  }
+  if (!c->session || c->transport_closing) return;
+  const auto* p = reinterpret_cast<const uint8_t*>(cmd.data.data());
+  proto::Opcode op = cmd.type == WS_TEXT ? proto::Opcode::text : proto::Opcode::binary;
+  switch (cmd.kind) {
+    case Cmd::message: c->session->send_message(op, p, cmd.data.size()); break;
+    case Cmd::fragment: c->session->send_fragment(op, p, cmd.data.size(), cmd.fin); break;
+    case Cmd::ping: c->session->send_ping(p, cmd.data.size()); break;
+    case Cmd::pong: c->session->send_pong(p, cmd.data.size()); break;
+    case Cmd::close:
+      if (c->session->send_close(cmd.code, cmd.data) == proto::SendResult::ok) {
+        c->state = c->session->state() == proto::State::closed ? WS_STATE_CLOSED : WS_STATE_CLOSING;
+        uv_timer_stop(&c->timer);
+        uv_timer_start(&c->timer, on_close_timeout, static_cast<uint64_t>(std::max(c->opts->close_timeout, 1)), 0);
+      }
+      break;
+    default: break;
+  }
+}
+
+void process_cmds(ws_conn* c) {
+  std::vector<Cmd> cmds;
+  {
+    std::lock_guard<std::mutex> g(c->mu);
+    cmds.swap(c->sendq);
+    c->scheduled = false;
+  }
+  for (auto& cmd : cmds) {
+    size_t n = cmd.kind <= Cmd::pong ? cmd.data.size() : 0;
+    apply(c, cmd);
+    c->pending_bytes -= n;
+  }
+  flush(c);
+  c->cv.notify_all();
+}
+
+// Runs cmd now on the loop thread, or queues it for the loop.
+void submit(ws_conn* c, Cmd&& cmd) {
+  if (c->loop->on_loop_thread()) {
+    size_t n = cmd.kind <= Cmd::pong ? cmd.data.size() : 0;
+    c->pending_bytes += n;
+    apply(c, cmd);
+    c->pending_bytes -= n;
+    flush(c);
+    return;
+  }
+  bool post;
+  {
+    std::lock_guard<std::mutex> g(c->mu);
+    if (cmd.kind <= Cmd::pong) c->pending_bytes += cmd.data.size();
+    c->sendq.push_back(std::move(cmd));
+    post = !c->scheduled;
+    c->scheduled = true;
+  }
+  if (post) {
+    api::conn_retain(c);
+    c->loop->post([c] {
+      process_cmds(c);
+      api::conn_release(c);
+    });
+  }
+}
+
+// Waits for room in the send queue. Caller thread.
+int wait_for_room(ws_conn* c) {
+  const ws_options& o = *c->opts;
+  auto full = [&] { return c->pending_bytes + c->wire_bytes >= o.send_queue_limit; };
+  if (!full()) return WS_OK;
+  if (c->loop->on_loop_thread() || o.send_timeout == 0) {
+    c->drain_wanted = true;  // loop thread: on_drain when there is room again
+    return WS_EAGAIN;
+  }
+  auto deadline = Clock::now() + std::chrono::milliseconds(o.send_timeout);
+  std::unique_lock<std::mutex> lk(c->mu);
+  while (full()) {
+    if (c->closed) return WS_ECLOSED;
+    if (o.send_timeout < 0) {
+      c->cv.wait_for(lk, std::chrono::milliseconds(50));
+    } else if (c->cv.wait_until(lk, std::min(deadline, Clock::now() + std::chrono::milliseconds(50))) ==
+                   std::cv_status::timeout &&
+               Clock::now() >= deadline) {
+      return full() ? WS_ETIMEDOUT : WS_OK;
+    }
+  }
+  return WS_OK;
+}
+
+int send_data(ws_conn* c, const void* data, size_t len, int type, bool fragment, int fin) {
+  if (!c || (len && !data)) return WS_EINVAL;
+  if (type != WS_TEXT && type != WS_BINARY) return WS_EINVAL;
+  const uint8_t* p = static_cast<const uint8_t*>(data);
+  std::lock_guard<std::mutex> sg(c->send_mu);
+  if (c->state.load() == WS_STATE_CONNECTING) return WS_ESTATE;
+  if (c->closed) return WS_ECLOSED;
+  if (c->close_started || c->state.load() >= WS_STATE_CLOSING) return WS_ESTATE;
+  proto::Utf8Validator v = c->tx_utf8;
+  if (!fragment) {
+    if (c->tx_frag_type) return WS_ESTATE;
+    if (type == WS_TEXT && !proto::utf8_valid(p, len)) return WS_EUTF8;
+  } else {
+    if (c->tx_frag_type && c->tx_frag_type != type) return WS_ESTATE;
+    if (!c->tx_frag_type) v.reset();
+    if (type == WS_TEXT && (v.feed(p, len) != proto::Utf8Validator::npos || (fin && !v.complete())))
+      return WS_EUTF8;
+  }
+  int rc = wait_for_room(c);
+  if (rc != WS_OK) return rc;
+  if (fragment) {
+    c->tx_utf8 = v;
+    c->tx_frag_type = fin ? 0 : type;
+  }
+  Cmd cmd{fragment ? Cmd::fragment : Cmd::message};
+  cmd.type = static_cast<uint8_t>(type);
+  cmd.fin = fragment ? fin != 0 : true;
+  cmd.data.assign(reinterpret_cast<const char*>(p), len);
+  submit(c, std::move(cmd));
+  return WS_OK;
+}
+
+int send_control(ws_conn* c, Cmd::Kind kind, const void* data, size_t len) {
+  if (!c || (len && !data)) return WS_EINVAL;
+  if (len > 125) return WS_EINVAL;
+  std::lock_guard<std::mutex> sg(c->send_mu);
+  if (c->state.load() == WS_STATE_CONNECTING) return WS_ESTATE;
+  if (c->closed) return WS_ECLOSED;
+  if (c->close_started || c->state.load() >= WS_STATE_CLOSING) return WS_ESTATE;
+  Cmd cmd{kind};
+  cmd.data.assign(static_cast<const char*>(data), len);
+  submit(c, std::move(cmd));
+  return WS_OK;
+}
+
+bool valid_close_request(int code, const char* reason) {
+  if (code != 0 && !proto::sendable_close_code(static_cast<uint16_t>(code))) return false;
+  if (code < 0 || code > 65535) return false;
+  size_t n = reason ? std::strlen(reason) : 0;
+  if (code == 0 && n) return false;
+  if (n > 123) return false;
+  return proto::utf8_valid(reinterpret_cast<const uint8_t*>(reason ? reason : ""), n);
+}
+
+}  // namespace
+
+// ---- internal API shared with server.cpp ----
+
+void ws_conn::update_fd_locked() {
+  if (efd < 0) return;
+  bool want = !inbox.empty() || closed;
+  if (want && !efd_signaled) {
+    uint64_t one = 1;
+    ssize_t r = write(efd, &one, sizeof one);
+    (void)r;
+  } else if (!want && efd_signaled) {
+    uint64_t v;
+    ssize_t r = read(efd, &v, sizeof v);
+    (void)r;
+  }
+  efd_signaled = want;
+}
+
+namespace wscore::api {
+
+void conn_retain(ws_conn* c) { c->refs.fetch_add(1, std::memory_order_relaxed); }
+
+void conn_release(ws_conn* c) {
+  if (c->refs.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
+  for (ws_message* m : c->inbox) ws_message_free(m);
+  if (c->efd >= 0) close(c->efd);
+  if (c->addrs) uv_freeaddrinfo(c->addrs);
+  ws_server* s = c->server;
+  delete c;
+  if (s) server_release(s);
+}
+
+ws_conn* new_conn(std::shared_ptr<const ws_options> opts, bool is_server) {
+  auto* c = new ws_conn;
+  c->loop = &net::Loop::get();
+  c->opts = std::move(opts);
+  c->is_server = is_server;
+  if (!c->opts->callback_mode) {
+    c->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (c->efd < 0) {
+      delete c;
+      return nullptr;
+    }
+  }
+  return c;
+}
+
+// Loop thread: a connection arrived on the server's listener.
+void server_on_connection(ws_server* s) {
+  ws_conn* c = new_conn(s->opts, true);
+  if (!c) {
+    log(WS_LOG_ERROR, "cannot allocate a connection (eventfd: out of descriptors?)");
+    // Accept and drop, so the listener does not spin on a pending connection.
+    auto* t = new uv_tcp_t;
+    uv_tcp_init(s->loop->uv(), t);
+    uv_accept(reinterpret_cast<uv_stream_t*>(&s->listener), reinterpret_cast<uv_stream_t*>(t));
+    uv_close(reinterpret_cast<uv_handle_t*>(t), [](uv_handle_t* h) { delete reinterpret_cast<uv_tcp_t*>(h); });
+    return;
+  }
+  server_retain(s);
+  c->server = s;
+  uv_tcp_init(s->loop->uv(), &c->tcp);
+  c->tcp.data = c;
+  uv_timer_init(s->loop->uv(), &c->timer);
+  c->timer.data = c;
+  c->tcp_inited = c->timer_inited = true;
+  // The two handles hold the loop's references; the initial (user) reference
+  // is dropped here and re-taken by whoever gets the connection.
+  conn_retain(c);
+  if (uv_accept(reinterpret_cast<uv_stream_t*>(&s->listener), reinterpret_cast<uv_stream_t*>(&c->tcp)) < 0) {
+    close_transport(c, WS_CLOSE_ABNORMAL, "accept failed");
+    return;
+  }
+  uv_tcp_nodelay(&c->tcp, 1);
+  record_peer(c);
+  c->phase = Phase::handshake;
+  s->conns.insert(c);
+  if (c->opts->handshake_timeout > 0)
+    uv_timer_start(&c->timer, on_handshake_timeout, static_cast<uint64_t>(c->opts->handshake_timeout), 0);
+  uv_read_start(reinterpret_cast<uv_stream_t*>(&c->tcp), on_alloc, on_read);
+}
+
+void conn_shutdown(ws_conn* c, uint16_t code, const char* reason) {
+  if (c->transport_closing) return;
+  if (c->phase == Phase::open && c->session && !c->session->close_sent()) {
+    {
+      std::lock_guard<std::mutex> g(c->send_mu);
+      c->close_started = true;
+    }
+    Cmd cmd{Cmd::close};
+    cmd.code = code;
+    cmd.data = reason;
+    apply(c, cmd);
+    flush(c);
+  } else if (c->phase != Phase::open) {
+    close_transport(c, WS_CLOSE_GOING_AWAY, reason);
+  }
+}
+
+}  // namespace wscore::api
+
+// ======================= the C ABI: connections =======================
+
+extern "C" {
+
+WS_EXTERN int ws_open(const char* url, const ws_options* opts, ws_conn** out) {
+  if (!out) return WS_EINVAL;
+  *out = nullptr;
+  if (!url) return WS_EINVAL;
+  WS_GUARD_BEGIN
+  net::Url u;
+  std::string err = net::parse_url(url, &u);
+  if (!err.empty()) {
+    api::log(WS_LOG_INFO, "ws_open: %s", err.c_str());
+    return WS_EURL;
+  }
+  if (u.tls) return WS_ENOTSUP;
+  auto o = std::make_shared<ws_options>(opts ? *opts : ws_options{});
+  ws_conn* c = api::new_conn(o, false);
+  if (!c) return WS_ESYS;
+  c->url = u;
+  c->phase = Phase::connecting;
+  int timeout = o->connect_timeout;
+  auto deadline = Clock::now() + std::chrono::milliseconds(timeout < 0 ? 0 : timeout);
+  if (c->loop->on_loop_thread()) {
+    api::conn_release(c);
+    return WS_ESTATE;  // a blocking open from a callback would deadlock the loop
+  }
+  api::conn_retain(c);
+  c->loop->post([c] {
+    start_open(c);
+    api::conn_release(c);
+  });
+  int result;
+  {
+    std::unique_lock<std::mutex> lk(c->mu);
+    while (c->open_result == 1) {
+      if (!api::wait_until(c->cv, lk, timeout, deadline) && c->open_result == 1) break;
+    }
+    result = c->open_result;
+  }
+  if (result == 1) {
+    api::conn_retain(c);
+    c->loop->post([c] {
+      abort_open(c, WS_ETIMEDOUT, "connect timed out");
+      api::conn_release(c);
+    });
+    std::unique_lock<std::mutex> lk(c->mu);
+    c->cv.wait(lk, [c] { return c->open_result != 1; });
+    result = c->open_result;
+  }
+  if (result == WS_OK) {
+    *out = c;
+    return WS_OK;
+  }
+  if (result == WS_EHANDSHAKE || result == WS_ETLS) {
+    *out = c;  // closed; kept for diagnostics
+    return result;
+  }
+  api::conn_release(c);
+  return result;
+  WS_GUARD_END
+}
+
+WS_EXTERN int ws_receive(ws_conn* c, ws_message** out, int timeout_ms) {
+  if (!c || !out) return WS_EINVAL;
+  *out = nullptr;
+  if (c->opts->callback_mode) return WS_ENOTSUP;
+  if (c->state.load() == WS_STATE_CONNECTING && !c->closed) return WS_ESTATE;
+  auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms < 0 ? 0 : timeout_ms);
+  std::unique_lock<std::mutex> lk(c->mu);
+  for (;;) {
+    if (!c->inbox.empty()) {
+      *out = c->inbox.front();
+      c->inbox.pop_front();
+      c->update_fd_locked();
+      return WS_OK;
+    }
+    if (c->closed) return WS_ECLOSED;
+    if (timeout_ms == 0) return WS_EAGAIN;
+    if (!api::wait_until(c->cv, lk, timeout_ms, deadline) && c->inbox.empty() && !c->closed)
+      return WS_ETIMEDOUT;
+  }
+}
+
+WS_EXTERN const void* ws_message_data(const ws_message* m) { return m ? m->data : nullptr; }
+WS_EXTERN size_t ws_message_size(const ws_message* m) { return m ? m->size : 0; }
+WS_EXTERN int ws_message_type(const ws_message* m) { return m ? m->type : WS_EINVAL; }
+WS_EXTERN void ws_message_free(ws_message* m) {
+  if (!m) return;
+  std::free(m->data);
+  std::free(m);
+}
+
+WS_EXTERN int ws_send(ws_conn* c, const void* data, size_t len, int type) {
+  WS_GUARD_BEGIN
+  return send_data(c, data, len, type, false, 1);
+  WS_GUARD_END
+}
+
+WS_EXTERN int ws_send_fragment(ws_conn* c, const void* data, size_t len, int type, int fin) {
+  WS_GUARD_BEGIN
+  return send_data(c, data, len, type, true, fin);
+  WS_GUARD_END
+}
+
+WS_EXTERN int ws_ping(ws_conn* c, const void* data, size_t len) {
+  WS_GUARD_BEGIN
+  return send_control(c, Cmd::ping, data, len);
+  WS_GUARD_END
+}
+
+WS_EXTERN int ws_pong(ws_conn* c, const void* data, size_t len) {
+  WS_GUARD_BEGIN
+  return send_control(c, Cmd::pong, data, len);
+  WS_GUARD_END
+}
+
+WS_EXTERN int ws_close(ws_conn* c, int code, const char* reason) {
+  if (!c) return WS_EINVAL;
+  if (!valid_close_request(code, reason)) return WS_EINVAL;
+  WS_GUARD_BEGIN
+  {
+    std::lock_guard<std::mutex> sg(c->send_mu);
+    if (c->closed) return WS_ECLOSED;
+    if (c->state.load() == WS_STATE_CONNECTING) return WS_ESTATE;
+    if (!c->close_started) {
+      c->close_started = true;
+      Cmd cmd{Cmd::close};
+      cmd.code = static_cast<uint16_t>(code);
+      cmd.data = reason ? reason : "";
+      submit(c, std::move(cmd));
+    }
+  }
+  if (c->loop->on_loop_thread()) return WS_OK;
+  // The loop bounds the wait with the close timeout; the margin covers the hop.
+  int timeout = c->opts->close_timeout;
+  auto deadline = Clock::now() + std::chrono::milliseconds((timeout < 0 ? 0 : timeout) + 2000);
+  std::unique_lock<std::mutex> lk(c->mu);
+  while (!c->closed) {
+    if (!api::wait_until(c->cv, lk, timeout < 0 ? -1 : timeout + 2000, deadline) && !c->closed)
+      return WS_ETIMEDOUT;
+  }
+  return c->peer_close_received ? WS_OK : WS_ETIMEDOUT;
+  WS_GUARD_END
+}
+
+WS_EXTERN int ws_close_code(const ws_conn* c) {
+  if (!c) return WS_EINVAL;
+  std::lock_guard<std::mutex> g(const_cast<ws_conn*>(c)->mu);
+  return c->closed || c->peer_close_received ? c->close_code : 0;
+}
+
+WS_EXTERN const char* ws_close_reason(const ws_conn* c) {
+  if (!c) return "";
+  std::lock_guard<std::mutex> g(const_cast<ws_conn*>(c)->mu);
+  // Written once, before closed is set; stable afterwards.
+  return c->close_reason.c_str();
+}
+
+WS_EXTERN int ws_state(const ws_conn* c) { return c ? c->state.load() : WS_EINVAL; }
+
+WS_EXTERN int ws_fileno(const ws_conn* c) {
+  if (!c) return WS_EINVAL;
+  if (c->efd < 0) return WS_ENOTSUP;
+  return c->efd;
+}
+
+WS_EXTERN size_t ws_buffered_amount(const ws_conn* c) {
+  return c ? c->pending_bytes.load() + c->wire_bytes.load() : 0;
+}
+
+WS_EXTERN const char* ws_error_detail(const ws_conn* c) {
+  if (!c) return "";
+  ws_conn* m = const_cast<ws_conn*>(c);
+  std::lock_guard<std::mutex> g(m->mu);
+  m->detail_copy = m->error_detail;
+  return m->detail_copy.c_str();
+}
+
+WS_EXTERN void ws_free(ws_conn* c) {
+  if (!c) return;
+  try {
+    bool open;
+    {
+      std::lock_guard<std::mutex> sg(c->send_mu);
+      open = !c->closed && !c->close_started;
+      c->close_started = true;
+    }
+    if (open || c->state.load() == WS_STATE_CONNECTING) {
+      api::conn_retain(c);
+      c->loop->post([c] {
+        if (c->phase == Phase::pending_upgrade) {
+          send_error_and_close(c, 503, "the application did not accept the connection\n");
+        } else if (c->phase == Phase::open) {
+          api::conn_shutdown(c, WS_CLOSE_GOING_AWAY, "");
+          // Nobody waits for the peer any more: bound the close by the timer.
+        }
+        api::conn_release(c);
+      });
+    }
+  } catch (...) {
+  }
+  api::conn_release(c);
+}
+
+WS_EXTERN ws_conn* ws_retain(ws_conn* c) {
+  if (c) api::conn_retain(c);
+  return c;
+}
+
+WS_EXTERN void ws_set_user_data(ws_conn* c, void* data) {
+  if (c) c->user_data = data;
+}
+WS_EXTERN void* ws_get_user_data(const ws_conn* c) { return c ? c->user_data.load() : nullptr; }
+
+WS_EXTERN const char* ws_subprotocol(const ws_conn* c) { return c ? c->subprotocol.c_str() : ""; }
+WS_EXTERN int ws_is_server(const ws_conn* c) { return c ? (c->is_server ? 1 : 0) : WS_EINVAL; }
+WS_EXTERN int ws_is_tls(const ws_conn* c) { return c ? (c->tls ? 1 : 0) : WS_EINVAL; }
+WS_EXTERN int ws_http_status(const ws_conn* c) { return c ? c->http_status : WS_EINVAL; }
+WS_EXTERN const char* ws_request_target(const ws_conn* c) { return c ? c->request.target.c_str() : nullptr; }
+WS_EXTERN const char* ws_request_path(const ws_conn* c) { return c ? c->request.path.c_str() : nullptr; }
+WS_EXTERN const char* ws_request_query(const ws_conn* c) { return c ? c->request.query.c_str() : nullptr; }
+
+static const char* header_lookup(const proto::Headers& h, const char* name) {
+  if (!name) return nullptr;
+  const char* found = nullptr;
+  size_t n = 0;
+  for (const auto& kv : h) {
+    if (kv.first.size() == std::strlen(name) && strncasecmp(kv.first.c_str(), name, kv.first.size()) == 0) {
+      if (!found) found = kv.second.c_str();
+      n++;
+    }
+  }
+  // Several headers of one name: the first one's value (joining would need storage per call).
+  return found;
+}
+
+WS_EXTERN const char* ws_request_header(const ws_conn* c, const char* name) {
+  return c && c->is_server ? header_lookup(c->request.headers, name) : nullptr;
+}
+WS_EXTERN const char* ws_response_header(const ws_conn* c, const char* name) {
+  return c && !c->is_server ? header_lookup(c->resp_headers, name) : nullptr;
+}
+static const proto::Headers* conn_headers(const ws_conn* c) {
+  return c->is_server ? &c->request.headers : &c->resp_headers;
+}
+WS_EXTERN int ws_header_count(const ws_conn* c) {
+  return c ? static_cast<int>(conn_headers(c)->size()) : WS_EINVAL;
+}
+WS_EXTERN const char* ws_header_name(const ws_conn* c, int i) {
+  if (!c || i < 0 || static_cast<size_t>(i) >= conn_headers(c)->size()) return nullptr;
+  return (*conn_headers(c))[static_cast<size_t>(i)].first.c_str();
+}
+WS_EXTERN const char* ws_header_value(const ws_conn* c, int i) {
+  if (!c || i < 0 || static_cast<size_t>(i) >= conn_headers(c)->size()) return nullptr;
+  return (*conn_headers(c))[static_cast<size_t>(i)].second.c_str();
+}
+WS_EXTERN const char* ws_peer_address(const ws_conn* c) { return c ? c->peer.c_str() : ""; }
+
+WS_EXTERN int ws_upgrade_accept(ws_conn* c, const char* subprotocol) {
+  if (!c) return WS_EINVAL;
+  WS_GUARD_BEGIN
+  std::string sp = subprotocol ? subprotocol : "";
+  if (!sp.empty() &&
+      std::find(c->offered_subprotocols.begin(), c->offered_subprotocols.end(), sp) == c->offered_subprotocols.end())
+    return WS_EINVAL;
+  std::lock_guard<std::mutex> sg(c->send_mu);
+  if (!c->is_server || c->state.load() != WS_STATE_CONNECTING || c->close_started) return WS_ESTATE;
+  c->close_started = false;
+  Cmd cmd{Cmd::upgrade_accept};
+  cmd.data = sp;
+  c->state = WS_STATE_OPEN;  // sends may be queued right away; the loop sends the 101 first
+  submit(c, std::move(cmd));
+  return WS_OK;
+  WS_GUARD_END
+}
+
+WS_EXTERN int ws_upgrade_add_header(ws_conn* c, const char* name, const char* value) {
+  if (!c || !name || !value) return WS_EINVAL;
+  if (!proto::valid_header_name(name) || !proto::valid_header_value(value)) return WS_EINVAL;
+  WS_GUARD_BEGIN
+  std::lock_guard<std::mutex> sg(c->send_mu);
+  if (!c->is_server || c->state.load() != WS_STATE_CONNECTING) return WS_ESTATE;
+  // Read by the loop only when it handles the accept command queued after this.
+  c->upgrade_headers.emplace_back(name, value);
+  return WS_OK;
+  WS_GUARD_END
+}
+
+WS_EXTERN int ws_upgrade_reject(ws_conn* c, int status, const void* body, size_t len) {
+  if (!c || status < 100 || status > 599 || status == 101 || (len && !body)) return WS_EINVAL;
+  WS_GUARD_BEGIN
+  std::lock_guard<std::mutex> sg(c->send_mu);
+  if (!c->is_server || c->state.load() != WS_STATE_CONNECTING || c->close_started) return WS_ESTATE;
+  c->close_started = true;
+  Cmd cmd{Cmd::upgrade_reject};
+  cmd.status = status;
+  cmd.data.assign(static_cast<const char*>(body), len);
+  submit(c, std::move(cmd));
+  return WS_OK;
+  WS_GUARD_END
+}
+
+}  // extern "C"

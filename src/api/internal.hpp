@@ -1,0 +1,183 @@
+// The C ABI's handle types and the glue between caller threads and the loop
+// thread. The only place that knows both the handles and the threads.
+#pragma once
+
+#include <uv.h>
+#include <wscore.h>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "net/loop.hpp"
+#include "net/url.hpp"
+#include "proto/handshake.hpp"
+#include "proto/session.hpp"
+#include "proto/utf8.hpp"
+
+struct ws_options {
+  int connect_timeout = 10000;
+  int handshake_timeout = 10000;
+  int close_timeout = 5000;
+  int idle_timeout = -1;
+  int keepalive_interval = 0;
+  int keepalive_timeout = 0;
+  uint64_t max_message_size = 16u << 20;
+  size_t max_handshake_size = 16 * 1024;
+  size_t send_queue_limit = 16u << 20;
+  int send_timeout = -1;
+  wscore::proto::Headers headers;
+  std::vector<std::string> subprotocols;
+  std::vector<std::string> origins;
+  bool require_origin = false;
+  bool deliver_control = false;
+  int threads = 1;
+  bool manual_upgrade = false;
+  std::string tls_ca_file, tls_ca_dir, tls_cert_file, tls_key_file, tls_cert_pem, tls_key_pem;
+  bool tls_verify_client = false;
+  bool tls_insecure = false;
+  bool callback_mode = false;
+  ws_callbacks cbs{};
+  void* cb_user = nullptr;
+};
+
+struct ws_message {
+  int type;
+  size_t size;
+  uint8_t* data;  // malloc'ed, size + 1 bytes, NUL-terminated
+};
+
+namespace wscore::api {
+
+using Clock = std::chrono::steady_clock;
+
+enum class Phase : uint8_t { connecting, handshake, pending_upgrade, open, closed };
+
+struct Cmd {
+  enum Kind : uint8_t { message, fragment, ping, pong, close, upgrade_accept, upgrade_reject } kind;
+  explicit Cmd(Kind k) : kind(k) {}
+  uint8_t type = 0;  // WS_TEXT / WS_BINARY
+  bool fin = true;
+  uint16_t code = 0;
+  int status = 0;
+  std::string data;  // payload, close reason, subprotocol or reject body
+};
+
+void log(int level, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
+
+// Deadline helpers for timeout_ms (-1 forever).
+inline bool wait_until(std::condition_variable& cv, std::unique_lock<std::mutex>& lk, int timeout_ms,
+                       Clock::time_point deadline) {
+  if (timeout_ms < 0) {
+    cv.wait(lk);
+    return true;
+  }
+  return cv.wait_until(lk, deadline) == std::cv_status::no_timeout;
+}
+
+}  // namespace wscore::api
+
+struct ws_server;
+
+struct ws_conn {
+  std::atomic<int> refs{1};
+  wscore::net::Loop* loop = nullptr;
+  std::shared_ptr<const ws_options> opts;
+  ws_server* server = nullptr;
+  bool is_server = false;
+
+  // ---- loop thread only ----
+  wscore::api::Phase phase = wscore::api::Phase::connecting;
+  uv_tcp_t tcp;
+  uv_timer_t timer;
+  bool tcp_inited = false;       // each initialised handle holds a reference until closed
+  bool timer_inited = false;
+  bool transport_closing = false;
+  std::unique_ptr<wscore::proto::Session> session;
+  std::string hs_in;             // handshake bytes received so far
+  size_t writes_pending = 0;     // uv_write requests in flight
+  bool close_cb_done = false;
+  std::atomic<bool> drain_wanted{false};
+  bool open_notified = false;
+  wscore::net::Url url;          // client
+  std::string hs_key;            // client: key sent; server: key received
+  uv_getaddrinfo_t* resolver = nullptr;
+  struct addrinfo* addrs = nullptr;
+  struct addrinfo* next_addr = nullptr;
+  int connect_error = 0;
+  wscore::api::Clock::time_point last_rx;
+
+  // ---- shared, under mu ----
+  std::mutex mu;
+  std::condition_variable cv;
+  std::atomic<int> state{WS_STATE_CONNECTING};
+  std::deque<ws_message*> inbox;
+  int efd = -1;
+  bool efd_signaled = false;
+  bool closed = false;           // transport closed: nothing more will arrive
+  bool peer_close_received = false;
+  int close_code = 0;
+  std::string close_reason;
+  std::string error_detail;
+  int open_result = 1;           // client: 1 pending, else WS_OK / WS_E*
+  std::vector<wscore::api::Cmd> sendq;
+  bool scheduled = false;
+  std::atomic<size_t> pending_bytes{0};  // queued by callers, not yet framed
+  std::atomic<size_t> wire_bytes{0};     // framed, not yet written to the socket
+
+  // ---- caller side send state, under send_mu ----
+  std::mutex send_mu;
+  int tx_frag_type = 0;
+  wscore::proto::Utf8Validator tx_utf8;
+  bool close_started = false;
+
+  // ---- handshake details: written by the loop before the handle is shared ----
+  wscore::proto::Request request;
+  wscore::proto::Headers resp_headers;
+  wscore::proto::Headers upgrade_headers;  // manual upgrade: extra 101 headers
+  std::vector<std::string> offered_subprotocols;  // server: the client's offers
+  std::string subprotocol;
+  int http_status = 0;
+  std::string peer;
+  bool tls = false;
+  std::atomic<void*> user_data{nullptr};
+  std::string detail_copy;  // returned by ws_error_detail
+
+  void update_fd_locked();
+};
+
+struct ws_server {
+  std::atomic<int> refs{1};
+  wscore::net::Loop* loop = nullptr;
+  std::shared_ptr<const ws_options> opts;
+  uv_tcp_t listener;
+  bool listener_open = false;  // loop thread
+  int port = 0;
+  std::set<ws_conn*> conns;    // loop thread: every connection not yet closed
+
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<ws_conn*> acceptq;
+  int efd = -1;
+  bool efd_signaled = false;
+  bool closed = false;
+  void update_fd_locked();
+};
+
+namespace wscore::api {
+void conn_retain(ws_conn* c);
+void conn_release(ws_conn* c);
+void server_retain(ws_server* s);
+void server_release(ws_server* s);
+// Loop thread: a new server-side connection on `s`.
+void server_on_connection(ws_server* s);
+// Loop thread: start closing a connection with `code` (server shutdown).
+void conn_shutdown(ws_conn* c, uint16_t code, const char* reason);
+}  // namespace wscore::api

@@ -1,0 +1,115 @@
+// src/proto/utf8.cpp: valid and invalid sequences, fail-fast positions, and
+// validation split at every point across chunks.
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+extern "C" {
+#include <cmocka.h>
+}
+
+#include <string>
+#include <vector>
+
+#include "proto/utf8.hpp"
+
+using namespace wscore::proto;
+
+struct Case {
+  std::vector<uint8_t> bytes;
+  size_t fail_at;  // npos: valid prefix
+  bool complete;   // valid and complete
+};
+
+static const size_t NP = Utf8Validator::npos;
+
+static std::vector<Case> cases() {
+  return {
+      {{'a', 'b', 'c'}, NP, true},
+      {{0xCE, 0xBA, 0xE1, 0xBD, 0xB9, 0xCF, 0x83, 0xCE, 0xBC, 0xCE, 0xB5}, NP, true},  // κόσμε
+      {{0xF0, 0x90, 0x80, 0x80}, NP, true},        // U+10000
+      {{0xF4, 0x8F, 0xBF, 0xBF}, NP, true},        // U+10FFFF
+      {{0xEF, 0xBF, 0xBF}, NP, true},              // U+FFFF (a noncharacter, but valid)
+      {{0xED, 0x9F, 0xBF}, NP, true},              // U+D7FF
+      {{0xEE, 0x80, 0x80}, NP, true},              // U+E000
+      {{0xC2, 0x80}, NP, true},                    // U+0080
+      {{0xCE}, NP, false},                         // truncated: a valid prefix
+      {{0xF0, 0x90, 0x80}, NP, false},
+      {{0xC0, 0xAF}, 0, false},                    // overlong '/'
+      {{0xC1, 0xBF}, 0, false},
+      {{0xE0, 0x80, 0xAF}, 1, false},              // overlong
+      {{0xF0, 0x80, 0x80, 0xAF}, 1, false},        // overlong
+      {{0xED, 0xA0, 0x80}, 1, false},              // U+D800 surrogate
+      {{0xED, 0xBF, 0xBF}, 1, false},              // U+DFFF surrogate
+      {{0xF4, 0x90, 0x80, 0x80}, 1, false},        // U+110000
+      {{0xF5, 0x80, 0x80, 0x80}, 0, false},
+      {{0xFE}, 0, false},
+      {{0xFF}, 0, false},
+      {{0x80}, 0, false},                          // lone continuation
+      {{'a', 0xCE, 'b'}, 2, false},                // truncated then ASCII: fails at the ASCII byte
+      {{0xCE, 0xBA, 0xE1, 0xBD, 0xB9, 0xCF, 0x83, 0xCE, 0xBC, 0xCE, 0xB5, 0xED, 0xA0, 0x80, 0x65, 0x64}, 12, false},
+      {{0xE1, 0x80, 0x41}, 2, false},
+  };
+}
+
+static void test_vectors_whole(void**) {
+  for (const Case& c : cases()) {
+    Utf8Validator v;
+    size_t r = v.feed(c.bytes.data(), c.bytes.size());
+    assert_int_equal(r, c.fail_at);
+    assert_int_equal(v.complete(), c.complete);
+    assert_int_equal(utf8_valid(c.bytes.data(), c.bytes.size()), c.complete);
+  }
+}
+
+static void test_vectors_every_split(void**) {
+  for (const Case& c : cases()) {
+    for (size_t split = 0; split <= c.bytes.size(); split++) {
+      Utf8Validator v;
+      size_t r = v.feed(c.bytes.data(), split);
+      size_t fail = NP;
+      if (r != NP) {
+        fail = r;
+      } else {
+        r = v.feed(c.bytes.data() + split, c.bytes.size() - split);
+        if (r != NP) fail = split + r;
+      }
+      assert_int_equal(fail, c.fail_at);
+      assert_int_equal(v.complete(), c.complete);
+    }
+    // One byte at a time.
+    Utf8Validator v;
+    size_t fail = NP;
+    for (size_t i = 0; i < c.bytes.size() && fail == NP; i++)
+      if (v.feed(&c.bytes[i], 1) != NP) fail = i;
+    assert_int_equal(fail, c.fail_at);
+  }
+}
+
+static void test_long_ascii_and_mixed(void**) {
+  std::string s;
+  for (int i = 0; i < 1000; i++) s += "plain ascii text ";
+  s += "\xC3\xA9t\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80";
+  for (int i = 0; i < 100; i++) s += "0123456789abcdef";
+  const uint8_t* p = reinterpret_cast<const uint8_t*>(s.data());
+  assert_true(utf8_valid(p, s.size()));
+  std::string bad = s;
+  size_t pos = 17001;  // inside the ASCII run after the multi-byte part
+  bad[pos] = static_cast<char>(0xFF);
+  Utf8Validator v;
+  assert_int_equal(v.feed(reinterpret_cast<const uint8_t*>(bad.data()), bad.size()), pos);
+  assert_true(v.failed());
+  // A failed validator stays failed until reset.
+  assert_int_equal(v.feed(p, 3), 0);
+  v.reset();
+  assert_int_equal(v.feed(p, 3), NP);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_vectors_whole),
+      cmocka_unit_test(test_vectors_every_split),
+      cmocka_unit_test(test_long_ascii_and_mixed),
+  };
+  return cmocka_run_group_tests(tests, nullptr, nullptr);
+}

@@ -46,7 +46,7 @@ void Session::append_frame(Opcode op, bool fin, const uint8_t* data, size_t len)
     std::memcpy(out_.data() + at + hlen, data, len);
 }
 
-Event Session::fail(uint16_t code, const char* why) {
+Event Session::fail_connection(uint16_t code, const char* why) {
   fail_why_ = why;
   if (!close_sent_) {
     uint8_t payload[2] = {static_cast<uint8_t>(code >> 8), static_cast<uint8_t>(code)};
@@ -75,7 +75,7 @@ size_t Session::receive(uint8_t* data, size_t len, Event& ev) {
       pos += used;
       if (st == FrameDecoder::Status::need_more) return pos;
       if (st == FrameDecoder::Status::error) {
-        ev = fail(1002, dec_.error());
+        ev = fail_connection(1002, dec_.error());
         return len;
       }
       const FrameHeader& h = dec_.header();
@@ -83,12 +83,12 @@ size_t Session::receive(uint8_t* data, size_t len, Event& ev) {
         ctrl_len_ = 0;
       } else if (h.opcode == Opcode::continuation) {
         if (rx_msg_op_ == Opcode::continuation) {
-          ev = fail(1002, "continuation frame without a message in progress");
+          ev = fail_connection(1002, "continuation frame without a message in progress");
           return len;
         }
       } else {
         if (rx_msg_op_ != Opcode::continuation) {
-          ev = fail(1002, "new data frame while a fragmented message is in progress");
+          ev = fail_connection(1002, "new data frame while a fragmented message is in progress");
           return len;
         }
         rx_msg_op_ = h.opcode;
@@ -98,7 +98,7 @@ size_t Session::receive(uint8_t* data, size_t len, Event& ev) {
       }
       if (!is_control(h.opcode)) {
         if (h.length > cfg_.max_message_size - msg_size_) {
-          ev = fail(1009, "message larger than the configured maximum");
+          ev = fail_connection(1009, "message larger than the configured maximum");
           return len;
         }
         msg_size_ += h.length;
@@ -115,7 +115,7 @@ size_t Session::receive(uint8_t* data, size_t len, Event& ev) {
         size_t n = static_cast<size_t>(h.length);
         if (h.masked) mask_bytes(p, n, h.mask, 0);
         if (h.opcode == Opcode::text && !utf8_valid(p, n)) {
-          ev = fail(1007, "text message is not valid UTF-8");
+          ev = fail_connection(1007, "text message is not valid UTF-8");
           return len;
         }
         pos += n;
@@ -143,7 +143,7 @@ size_t Session::receive(uint8_t* data, size_t len, Event& ev) {
       } else {
         if (rx_msg_op_ == Opcode::text && rx_utf8_.feed(p, n) != Utf8Validator::npos) {
           // Fail fast: at the first invalid byte, not at the end of the message.
-          ev = fail(1007, "text message is not valid UTF-8");
+          ev = fail_connection(1007, "text message is not valid UTF-8");
           return len;
         }
         msg_.insert(msg_.end(), p, p + n);
@@ -170,7 +170,7 @@ bool Session::frame_end(Event& ev) {
   }
   if (!h.fin) return false;
   if (rx_msg_op_ == Opcode::text && !rx_utf8_.complete()) {
-    ev = fail(1007, "text message ends inside a UTF-8 sequence");
+    ev = fail_connection(1007, "text message ends inside a UTF-8 sequence");
     return true;
   }
   ev.type = EventType::message;
@@ -200,17 +200,17 @@ void Session::handle_control(Event& ev) {
   uint16_t code = 1005;
   std::string_view reason;
   if (ctrl_len_ == 1) {
-    ev = fail(1002, "close frame with a 1-byte payload");
+    ev = fail_connection(1002, "close frame with a 1-byte payload");
     return;
   }
   if (ctrl_len_ >= 2) {
     code = static_cast<uint16_t>((ctrl_[0] << 8) | ctrl_[1]);
     if (!receivable_close_code(code)) {
-      ev = fail(1002, "invalid close code");
+      ev = fail_connection(1002, "invalid close code");
       return;
     }
     if (!utf8_valid(ctrl_ + 2, ctrl_len_ - 2)) {
-      ev = fail(1007, "close reason is not valid UTF-8");
+      ev = fail_connection(1007, "close reason is not valid UTF-8");
       return;
     }
     reason = std::string_view(reinterpret_cast<const char*>(ctrl_ + 2), ctrl_len_ - 2);

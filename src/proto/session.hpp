@@ -101,7 +101,7 @@ class Session {
   // Role::client only: mask keys come from a CSPRNG (OpenSSL RAND_bytes, buffered).
 
  private:
-  Event fail(uint16_t code, const char* why);
+  Event fail_connection(uint16_t code, const char* why);
   bool frame_end(Event& ev);
   void handle_control(Event& ev);
   void append_frame(Opcode op, bool fin, const uint8_t* data, size_t len);

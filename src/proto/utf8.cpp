@@ -2,6 +2,102 @@
 
 #include <cstring>
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+#define WSCORE_UTF8_SSSE3 1
+#endif
+
+namespace wscore::proto {
+
+namespace {
+
+#if WSCORE_UTF8_SSSE3
+// Block validation after Keiser & Lemire, "Validating UTF-8 in less than one
+// instruction per byte" (2021): every error is a property of a byte pair
+// (looked up from three nibbles with pshufb) or of a missing/extra
+// continuation byte 2 or 3 positions after a 3- or 4-byte lead.
+enum : uint8_t {
+  kTooShort = 1 << 0,   // lead followed by a lead or ASCII
+  kTooLong = 1 << 1,    // ASCII followed by a continuation
+  kOverlong3 = 1 << 2,  // E0 80..9F
+  kTooLarge = 1 << 3,   // F4 90..BF, F5..FF
+  kSurrogate = 1 << 4,  // ED A0..BF
+  kOverlong2 = 1 << 5,  // C0/C1 any
+  kTooLarge1000 = 1 << 6,
+  kOverlong4 = 1 << 6,  // F0 80..8F
+  kTwoConts = 1 << 7,   // continuation after continuation (fine only 2-3 after a long lead)
+};
+constexpr uint8_t kCarry = kTooShort | kTooLong | kTwoConts;
+
+__attribute__((target("ssse3"))) inline __m128i lookup(__m128i nibbles, __m128i table) {
+  return _mm_shuffle_epi8(table, nibbles);
+}
+
+// Validates whole 16-byte blocks of p[0..n) (n a multiple of 16), starting at
+// a character boundary. Returns false on any error or when the last block
+// ends inside a character.
+__attribute__((target("ssse3"))) bool blocks_valid_ssse3(const uint8_t* p, size_t n) {
+  const __m128i t1_high = _mm_setr_epi8(
+      kTooLong, kTooLong, kTooLong, kTooLong, kTooLong, kTooLong, kTooLong, kTooLong, kTwoConts, kTwoConts,
+      kTwoConts, kTwoConts, kTooShort | kOverlong2, kTooShort, kTooShort | kOverlong3 | kSurrogate,
+      static_cast<char>(kTooShort | kTooLarge | kTooLarge1000 | kOverlong4));
+  const __m128i t1_low = _mm_setr_epi8(
+      static_cast<char>(kCarry | kOverlong3 | kOverlong2 | kOverlong4), static_cast<char>(kCarry | kOverlong2),
+      static_cast<char>(kCarry), static_cast<char>(kCarry), static_cast<char>(kCarry | kTooLarge),
+      static_cast<char>(kCarry | kTooLarge | kTooLarge1000), static_cast<char>(kCarry | kTooLarge | kTooLarge1000),
+      static_cast<char>(kCarry | kTooLarge | kTooLarge1000), static_cast<char>(kCarry | kTooLarge | kTooLarge1000),
+      static_cast<char>(kCarry | kTooLarge | kTooLarge1000), static_cast<char>(kCarry | kTooLarge | kTooLarge1000),
+      static_cast<char>(kCarry | kTooLarge | kTooLarge1000), static_cast<char>(kCarry | kTooLarge | kTooLarge1000),
+      static_cast<char>(kCarry | kTooLarge | kTooLarge1000 | kSurrogate),
+      static_cast<char>(kCarry | kTooLarge | kTooLarge1000), static_cast<char>(kCarry | kTooLarge | kTooLarge1000));
+  const __m128i t2_high = _mm_setr_epi8(
+      kTooShort, kTooShort, kTooShort, kTooShort, kTooShort, kTooShort, kTooShort, kTooShort,
+      static_cast<char>(kTooLong | kOverlong2 | kTwoConts | kOverlong3 | kTooLarge1000 | kOverlong4),
+      static_cast<char>(kTooLong | kOverlong2 | kTwoConts | kOverlong3 | kTooLarge),
+      static_cast<char>(kTooLong | kOverlong2 | kTwoConts | kSurrogate | kTooLarge),
+      static_cast<char>(kTooLong | kOverlong2 | kTwoConts | kSurrogate | kTooLarge), kTooShort, kTooShort,
+      kTooShort, kTooShort);
+  const __m128i nib = _mm_set1_epi8(0x0F);
+  // Each lane's threshold for "a continuation is still owed at the end":
+  // the last byte >= C0, the second to last >= E0, the third to last >= F0.
+  const __m128i incomplete_max = _mm_setr_epi8(
+      -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, static_cast<char>(0xF0 - 1),
+      static_cast<char>(0xE0 - 1), static_cast<char>(0xC0 - 1));
+  __m128i prev = _mm_setzero_si128();
+  __m128i err = _mm_setzero_si128();
+  __m128i prev_incomplete = _mm_setzero_si128();
+  for (size_t i = 0; i < n; i += 16) {
+    __m128i in = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i));
+    if (_mm_movemask_epi8(in) == 0) {
+      // ASCII: only a character left open by the previous block can be wrong.
+      err = _mm_or_si128(err, prev_incomplete);
+      prev = in;
+      prev_incomplete = _mm_setzero_si128();
+      continue;
+    }
+    __m128i prev1 = _mm_alignr_epi8(in, prev, 15);
+    __m128i sc = _mm_and_si128(
+        _mm_and_si128(lookup(_mm_and_si128(_mm_srli_epi16(prev1, 4), nib), t1_high),
+                      lookup(_mm_and_si128(prev1, nib), t1_low)),
+        lookup(_mm_and_si128(_mm_srli_epi16(in, 4), nib), t2_high));
+    __m128i prev2 = _mm_alignr_epi8(in, prev, 14);
+    __m128i prev3 = _mm_alignr_epi8(in, prev, 13);
+    __m128i third = _mm_subs_epu8(prev2, _mm_set1_epi8(static_cast<char>(0xE0 - 0x80)));
+    __m128i fourth = _mm_subs_epu8(prev3, _mm_set1_epi8(static_cast<char>(0xF0 - 0x80)));
+    __m128i must23_80 = _mm_and_si128(_mm_or_si128(third, fourth), _mm_set1_epi8(static_cast<char>(0x80)));
+    err = _mm_or_si128(err, _mm_xor_si128(must23_80, sc));
+    prev_incomplete = _mm_subs_epu8(in, incomplete_max);
+    prev = in;
+  }
+  err = _mm_or_si128(err, prev_incomplete);
+  return _mm_movemask_epi8(_mm_cmpeq_epi8(err, _mm_setzero_si128())) == 0xFFFF;
+}
+#endif
+
+}  // namespace
+
+}  // namespace wscore::proto
+
 namespace wscore::proto {
 
 namespace {
@@ -46,6 +142,25 @@ size_t Utf8Validator::feed(const uint8_t* p, size_t n) {
     need_--;
     i++;
   }
+#if WSCORE_UTF8_SSSE3
+  // Long runs: validate whole blocks with SIMD up to the start of the last
+  // character, then let the scalar loop finish (and, on an error, find the
+  // exact failing byte: errors are the rare path).
+  static const bool ssse3 = __builtin_cpu_supports("ssse3");
+  if (ssse3 && n - i >= 64) {
+    size_t end = i + ((n - i) & ~size_t(15));
+    // Back up to a character boundary: the block must not end inside one.
+    size_t b = end;
+    for (int k = 0; k < 3 && b > i && (p[b - 1] & 0xC0) == 0x80; k++) b--;
+    if (b > i && p[b - 1] >= 0xC0) b--;
+    size_t blocks = (b - i) & ~size_t(15);
+    if (blocks && blocks_valid_ssse3(p + i, blocks)) {
+      // Valid blocks end on a character boundary only if nothing was left
+      // open; blocks_valid_ssse3 reports an open character as an error.
+      i += blocks;
+    }
+  }
+#endif
   while (i < n) {
     // ASCII runs, 16 bytes at a time.
     while (i + 16 <= n) {

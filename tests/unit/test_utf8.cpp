@@ -105,11 +105,41 @@ static void test_long_ascii_and_mixed(void**) {
   assert_int_equal(v.feed(p, 3), NP);
 }
 
+// Long mixed text goes through the SIMD block path; an invalid byte anywhere
+// must still be reported at its exact position, and a character cut at the
+// end must leave a valid, incomplete prefix.
+static void test_block_path_positions(void**) {
+  std::string mixed;
+  const char* parts[] = {"ab", "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80", "xyz ", "\xce\xba"};
+  for (int i = 0; mixed.size() < 700; i++) mixed += parts[(i * 7) % 6];
+  const uint8_t* p = reinterpret_cast<const uint8_t*>(mixed.data());
+  assert_true(utf8_valid(p, mixed.size()));
+  for (size_t k = 0; k < mixed.size(); k += 3) {
+    std::string bad = mixed;
+    bad[k] = static_cast<char>(0xFF);
+    Utf8Validator v;
+    assert_int_equal(v.feed(reinterpret_cast<const uint8_t*>(bad.data()), bad.size()), k);
+  }
+  for (size_t cut = 600; cut < 700; cut++) {
+    Utf8Validator v;
+    assert_int_equal(v.feed(p, cut), NP);
+    bool boundary = (p[cut] & 0xC0) != 0x80;
+    assert_int_equal(v.complete(), boundary);
+    assert_int_equal(v.feed(p + cut, mixed.size() - cut), NP);
+    assert_true(v.complete());
+  }
+  // A surrogate deep inside a long run.
+  std::string sur = mixed.substr(0, 300) + "\xed\xa0\x80" + mixed.substr(0, 300);
+  Utf8Validator v;
+  assert_int_equal(v.feed(reinterpret_cast<const uint8_t*>(sur.data()), sur.size()), 301);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_vectors_whole),
       cmocka_unit_test(test_vectors_every_split),
       cmocka_unit_test(test_long_ascii_and_mixed),
+      cmocka_unit_test(test_block_path_positions),
   };
   return cmocka_run_group_tests(tests, nullptr, nullptr);
 }

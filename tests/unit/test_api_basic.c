@@ -1,0 +1,325 @@
+/* The C API end to end through loopback sockets: client and server of ours.
+ * Messages of every length class, UTF-8, fragments, pings, handshake details. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "api_util.h"
+
+static echo_server g_echo;
+
+static int setup(void **state) {
+  (void)state;
+  ws_options *o = ws_options_new();
+  ws_options_add_subprotocol(o, "v2.chat");
+  ws_options_add_subprotocol(o, "chat");
+  ws_options_add_header(o, "X-Served-By", "wscore-test");
+  int rc = echo_start(&g_echo, o);
+  ws_options_free(o);
+  return rc;
+}
+
+static int teardown(void **state) {
+  (void)state;
+  echo_stop(&g_echo);
+  return 0;
+}
+
+static ws_conn *open_echo(const char *path, ws_options *o) {
+  char url[128];
+  url_for(url, sizeof url, g_echo.port, path);
+  ws_conn *ws = NULL;
+  int rc = ws_open(url, o, &ws);
+  assert_int_equal(rc, WS_OK);
+  assert_non_null(ws);
+  assert_int_equal(ws_state(ws), WS_STATE_OPEN);
+  return ws;
+}
+
+static void roundtrip(ws_conn *ws, const void *data, size_t n, int type) {
+  assert_int_equal(ws_send(ws, data, n, type), WS_OK);
+  ws_message *m = NULL;
+  assert_int_equal(ws_receive(ws, &m, 10000), WS_OK);
+  assert_int_equal(ws_message_type(m), type);
+  assert_int_equal(ws_message_size(m), n);
+  if (n) assert_memory_equal(ws_message_data(m), data, n);
+  assert_int_equal(((const char *)ws_message_data(m))[n], 0); /* NUL after the payload */
+  ws_message_free(m);
+}
+
+static void test_sizes_and_types(void **state) {
+  (void)state;
+  ws_conn *ws = open_echo("/sizes", NULL);
+  size_t sizes[] = {0, 1, 125, 126, 127, 65535, 65536, 65537, 16u << 20};
+  for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+    unsigned char *buf = malloc(sizes[i] + 1);
+    for (size_t k = 0; k < sizes[i]; k++) buf[k] = (unsigned char)(k * 31 + i);
+    roundtrip(ws, buf, sizes[i], WS_BINARY);
+    memset(buf, 'a' + (int)i, sizes[i]);
+    roundtrip(ws, buf, sizes[i], WS_TEXT);
+    free(buf);
+  }
+  const char *utf8 = "na\xc3\xafve caf\xc3\xa9 \xe2\x9c\x93 \xf0\x9f\x98\x80 \xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5";
+  roundtrip(ws, utf8, strlen(utf8), WS_TEXT);
+  assert_int_equal(ws_close(ws, WS_CLOSE_NORMAL, "done"), WS_OK);
+  assert_int_equal(ws_close_code(ws), 1000);
+  ws_free(ws);
+}
+
+static void test_invalid_sends(void **state) {
+  (void)state;
+  ws_conn *ws = open_echo("/bad", NULL);
+  assert_int_equal(ws_send(ws, "\xc0\xaf", 2, WS_TEXT), WS_EUTF8);
+  assert_int_equal(ws_send(ws, "x", 1, 7), WS_EINVAL);
+  assert_int_equal(ws_send(ws, NULL, 5, WS_BINARY), WS_EINVAL);
+  char big[126] = {0};
+  assert_int_equal(ws_ping(ws, big, sizeof big), WS_EINVAL);
+  /* Fragment misuse: a whole message or a type change mid-message. */
+  assert_int_equal(ws_send_fragment(ws, "ab", 2, WS_TEXT, 0), WS_OK);
+  assert_int_equal(ws_send(ws, "x", 1, WS_TEXT), WS_ESTATE);
+  assert_int_equal(ws_send_fragment(ws, "x", 1, WS_BINARY, 1), WS_ESTATE);
+  /* A character split across fragments is fine; one left open at fin is not. */
+  assert_int_equal(ws_send_fragment(ws, "\xe2\x82", 2, WS_TEXT, 0), WS_OK);
+  assert_int_equal(ws_send_fragment(ws, "\xac", 1, WS_TEXT, 0), WS_OK);
+  assert_int_equal(ws_send_fragment(ws, "\xe2", 1, WS_TEXT, 1), WS_EUTF8);
+  assert_int_equal(ws_send_fragment(ws, "!", 1, WS_TEXT, 1), WS_OK);
+  ws_message *m = NULL;
+  assert_int_equal(ws_receive(ws, &m, 5000), WS_OK);
+  assert_int_equal(ws_message_size(m), 6);
+  assert_memory_equal(ws_message_data(m), "ab\xe2\x82\xac!", 6);
+  ws_message_free(m);
+  /* Bad close arguments. */
+  assert_int_equal(ws_close(ws, 1005, NULL), WS_EINVAL);
+  assert_int_equal(ws_close(ws, 999, NULL), WS_EINVAL);
+  char reason[130];
+  memset(reason, 'r', sizeof reason - 1);
+  reason[129] = 0;
+  assert_int_equal(ws_close(ws, 1000, reason), WS_EINVAL);
+  assert_int_equal(ws_close(ws, 1000, "\xff"), WS_EINVAL);
+  assert_int_equal(ws_close(ws, 4001, "custom"), WS_OK);
+  assert_int_equal(ws_close_code(ws), 4001); /* the echo server answers with our code */
+  assert_int_equal(ws_send(ws, "x", 1, WS_TEXT), WS_ECLOSED);
+  assert_int_equal(ws_close(ws, 1000, NULL), WS_ECLOSED);
+  ws_free(ws);
+}
+
+static void test_fragments_and_timeouts(void **state) {
+  (void)state;
+  ws_conn *ws = open_echo("/frag", NULL);
+  ws_message *m = NULL;
+  assert_int_equal(ws_receive(ws, &m, 0), WS_EAGAIN);
+  long long t0 = now_ms();
+  assert_int_equal(ws_receive(ws, &m, 150), WS_ETIMEDOUT);
+  assert_true(now_ms() - t0 >= 140);
+  assert_null(m);
+  for (int i = 0; i < 5; i++) assert_int_equal(ws_send_fragment(ws, "0123456789", 10, WS_BINARY, i == 4), WS_OK);
+  assert_int_equal(ws_receive(ws, &m, 5000), WS_OK);
+  assert_int_equal(ws_message_size(m), 50);
+  assert_int_equal(ws_message_type(m), WS_BINARY);
+  ws_message_free(m);
+  ws_free(ws); /* free while open: closes with 1001 without waiting */
+}
+
+static void test_ping_pong_delivered(void **state) {
+  (void)state;
+  ws_options *o = ws_options_new();
+  ws_options_set_deliver_control(o, 1);
+  ws_conn *ws = open_echo("/ping", o);
+  ws_options_free(o);
+  assert_int_equal(ws_ping(ws, "are you there", 13), WS_OK);
+  ws_message *m = NULL;
+  assert_int_equal(ws_receive(ws, &m, 5000), WS_OK);
+  assert_int_equal(ws_message_type(m), WS_PONG);
+  assert_int_equal(ws_message_size(m), 13);
+  assert_memory_equal(ws_message_data(m), "are you there", 13);
+  ws_message_free(m);
+  /* An unsolicited pong is allowed and ignored by the peer. */
+  assert_int_equal(ws_pong(ws, "hb", 2), WS_OK);
+  roundtrip(ws, "after", 5, WS_TEXT);
+  ws_close(ws, 1000, NULL);
+  ws_free(ws);
+}
+
+static void test_handshake_details(void **state) {
+  (void)state;
+  /* Subprotocol: the first of the client's offers the server supports. */
+  ws_options *o = ws_options_new();
+  ws_options_add_subprotocol(o, "nope");
+  ws_options_add_subprotocol(o, "chat");
+  ws_options_add_subprotocol(o, "v2.chat");
+  ws_options_add_header(o, "Authorization", "Bearer abc");
+  assert_int_equal(ws_options_add_header(o, "Upgrade", "x"), WS_EINVAL);
+  assert_int_equal(ws_options_add_header(o, "X-Evil", "a\r\nInjected: 1"), WS_EINVAL);
+  ws_conn *ws = open_echo("/details?room=42&x=y", o);
+  ws_options_free(o);
+  assert_string_equal(ws_subprotocol(ws), "chat");
+  assert_int_equal(ws_http_status(ws), 101);
+  assert_string_equal(ws_response_header(ws, "x-served-by"), "wscore-test");
+  assert_int_equal(ws_is_server(ws), 0);
+  assert_int_equal(ws_is_tls(ws), 0);
+  assert_true(strncmp(ws_peer_address(ws), "127.0.0.1:", 10) == 0);
+  int n = ws_header_count(ws);
+  assert_true(n >= 4);
+  int found = 0;
+  for (int i = 0; i < n; i++)
+    if (strcasecmp(ws_header_name(ws, i), "Sec-WebSocket-Accept") == 0) found = 1;
+  assert_true(found);
+  assert_null(ws_header_name(ws, n));
+  ws_close(ws, 1000, NULL);
+  ws_free(ws);
+}
+
+/* The server side's view: request target, path, query and headers. */
+static void test_server_sees_request(void **state) {
+  (void)state;
+  ws_options *so = ws_options_new();
+  ws_options_add_subprotocol(so, "b");
+  ws_server *srv = NULL;
+  assert_int_equal(ws_listen("127.0.0.1", 0, so, &srv), WS_OK);
+  ws_options_free(so);
+  char url[128];
+  url_for(url, sizeof url, ws_server_port(srv), "/a/b?q=1");
+  ws_options *co = ws_options_new();
+  ws_options_add_header(co, "X-Token", "t0k");
+  ws_options_add_subprotocol(co, "a");
+  ws_options_add_subprotocol(co, "b");
+  ws_conn *c = NULL;
+  assert_int_equal(ws_open(url, co, &c), WS_OK);
+  ws_options_free(co);
+  ws_conn *s = NULL;
+  assert_int_equal(ws_accept(srv, &s, 5000), WS_OK);
+  assert_int_equal(ws_is_server(s), 1);
+  assert_string_equal(ws_request_target(s), "/a/b?q=1");
+  assert_string_equal(ws_request_path(s), "/a/b");
+  assert_string_equal(ws_request_query(s), "q=1");
+  assert_string_equal(ws_request_header(s, "x-token"), "t0k");
+  assert_null(ws_request_header(s, "x-missing"));
+  assert_string_equal(ws_subprotocol(s), "b");
+  /* Server-initiated close: the client sees the code and reason. */
+  assert_int_equal(ws_send(s, "bye soon", 8, WS_TEXT), WS_OK);
+  assert_int_equal(ws_close(s, 4321, "server says bye"), WS_OK);
+  ws_message *m = NULL;
+  assert_int_equal(ws_receive(c, &m, 5000), WS_OK); /* sent before the close: delivered */
+  ws_message_free(m);
+  assert_int_equal(ws_receive(c, &m, 5000), WS_ECLOSED);
+  assert_int_equal(ws_close_code(c), 4321);
+  assert_string_equal(ws_close_reason(c), "server says bye");
+  assert_int_equal(ws_state(c), WS_STATE_CLOSED);
+  ws_free(s);
+  ws_free(c);
+  /* ws_accept timeouts, then a closed server cancels. */
+  assert_int_equal(ws_accept(srv, &s, 0), WS_EAGAIN);
+  assert_int_equal(ws_accept(srv, &s, 100), WS_ETIMEDOUT);
+  ws_server_close(srv);
+  assert_int_equal(ws_accept(srv, &s, -1), WS_ECANCELED);
+  ws_server_free(srv);
+}
+
+static void test_open_errors(void **state) {
+  (void)state;
+  ws_conn *ws = (ws_conn *)1;
+  assert_int_equal(ws_open("http://127.0.0.1/", NULL, &ws), WS_EURL);
+  assert_null(ws);
+  assert_int_equal(ws_open("ws://", NULL, &ws), WS_EURL);
+  assert_int_equal(ws_open("ws://h:99999/", NULL, &ws), WS_EURL);
+  assert_int_equal(ws_open("ws://h/#frag", NULL, &ws), WS_EURL);
+  assert_int_equal(ws_open("ws://[::1/", NULL, &ws), WS_EURL);
+  assert_int_equal(ws_open(NULL, NULL, &ws), WS_EINVAL);
+  assert_int_equal(ws_open("ws://host.invalid/", NULL, &ws), WS_ERESOLVE);
+  /* A port nobody listens on. */
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {0};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, (struct sockaddr *)&a, sizeof a);
+  socklen_t len = sizeof a;
+  getsockname(fd, (struct sockaddr *)&a, &len);
+  char url[64];
+  snprintf(url, sizeof url, "ws://127.0.0.1:%d/", ntohs(a.sin_port));
+  close(fd);
+  assert_int_equal(ws_open(url, NULL, &ws), WS_ECONNREFUSED);
+  assert_null(ws);
+}
+
+/* A server that answers anything but 101: WS_EHANDSHAKE with the status readable. */
+static void *http_403_server(void *arg) {
+  int lfd = *(int *)arg;
+  int fd = accept(lfd, NULL, NULL);
+  char head[4096];
+  read_head(fd, head, sizeof head, 3000);
+  const char *resp = "HTTP/1.1 403 Forbidden\r\nContent-Length: 4\r\nX-Why: nope\r\n\r\nnope";
+  write_all(fd, resp, strlen(resp));
+  close(fd);
+  return NULL;
+}
+
+static void test_handshake_rejected(void **state) {
+  (void)state;
+  int lfd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {0};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(lfd, (struct sockaddr *)&a, sizeof a);
+  listen(lfd, 4);
+  socklen_t len = sizeof a;
+  getsockname(lfd, (struct sockaddr *)&a, &len);
+  pthread_t t;
+  pthread_create(&t, NULL, http_403_server, &lfd);
+  char url[64];
+  snprintf(url, sizeof url, "ws://127.0.0.1:%d/", ntohs(a.sin_port));
+  ws_conn *ws = NULL;
+  assert_int_equal(ws_open(url, NULL, &ws), WS_EHANDSHAKE);
+  assert_non_null(ws);
+  assert_int_equal(ws_http_status(ws), 403);
+  assert_string_equal(ws_response_header(ws, "X-Why"), "nope");
+  assert_non_null(strstr(ws_error_detail(ws), "403"));
+  assert_int_equal(ws_state(ws), WS_STATE_CLOSED);
+  ws_message *m = NULL;
+  assert_int_equal(ws_receive(ws, &m, 0), WS_ECLOSED);
+  ws_free(ws);
+  pthread_join(t, NULL);
+  close(lfd);
+}
+
+static void test_errors_table(void **state) {
+  (void)state;
+  assert_string_equal(ws_err_name(WS_OK), "WS_OK");
+  assert_string_equal(ws_err_name(WS_ECLOSED), "WS_ECLOSED");
+  assert_string_equal(ws_strerror(WS_EUTF8), "text is not valid UTF-8");
+  assert_string_equal(ws_strerror(-999), "unknown error");
+  assert_string_equal(ws_version(), "0.1.0");
+  for (int e = -1; e > WS_ERRNO_LAST_; e--) assert_string_not_equal(ws_err_name(e), "WS_UNKNOWN");
+  /* NULL-safe accessors. */
+  assert_int_equal(ws_send(NULL, "x", 1, WS_TEXT), WS_EINVAL);
+  assert_int_equal(ws_receive(NULL, NULL, 0), WS_EINVAL);
+  assert_int_equal(ws_state(NULL), WS_EINVAL);
+  assert_null(ws_message_data(NULL));
+  ws_free(NULL);
+  ws_server_free(NULL);
+  ws_message_free(NULL);
+  ws_options_free(NULL);
+  assert_int_equal(ws_options_set_max_message_size(NULL, 1), WS_EINVAL);
+  ws_options *o = ws_options_new();
+  assert_int_equal(ws_options_set_max_message_size(o, 0), WS_EINVAL);
+  assert_int_equal(ws_options_set_connect_timeout(o, -2), WS_EINVAL);
+  assert_int_equal(ws_options_set_threads(o, 0), WS_EINVAL);
+  assert_int_equal(ws_set_logger(NULL, 9, NULL), WS_EINVAL);
+  ws_options_free(o);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_sizes_and_types),
+      cmocka_unit_test(test_invalid_sends),
+      cmocka_unit_test(test_fragments_and_timeouts),
+      cmocka_unit_test(test_ping_pong_delivered),
+      cmocka_unit_test(test_handshake_details),
+      cmocka_unit_test(test_server_sees_request),
+      cmocka_unit_test(test_open_errors),
+      cmocka_unit_test(test_handshake_rejected),
+      cmocka_unit_test(test_errors_table),
+  };
+  return cmocka_run_group_tests(tests, setup, teardown);
+}

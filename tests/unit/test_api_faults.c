@@ -1,0 +1,233 @@
+/* Close paths, peers that misbehave or vanish, and the server's handshake
+ * policy (426, 431, 403, timeouts, manual upgrade), with raw TCP peers. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "api_util.h"
+
+static ws_server *listen_with(ws_options *o) {
+  ws_server *srv = NULL;
+  assert_int_equal(ws_listen("127.0.0.1", 0, o, &srv), WS_OK);
+  return srv;
+}
+
+/* A peer that vanishes mid-frame: every blocked call ends, code 1006. */
+static void test_peer_vanishes_mid_frame(void **state) {
+  (void)state;
+  ws_server *srv = listen_with(NULL);
+  int fd = raw_upgrade(ws_server_port(srv));
+  assert_true(fd >= 0);
+  ws_conn *s = NULL;
+  assert_int_equal(ws_accept(srv, &s, 5000), WS_OK);
+  unsigned char half[] = {0x82, 0x80 | 100, 0, 0, 0, 0, 'p', 'a', 'r'}; /* 100 announced, 3 sent */
+  write_all(fd, half, sizeof half);
+  usleep(50 * 1000);
+  close(fd); /* FIN mid-frame */
+  ws_message *m = NULL;
+  long long t0 = now_ms();
+  assert_int_equal(ws_receive(s, &m, 5000), WS_ECLOSED);
+  assert_true(now_ms() - t0 < 2000);
+  assert_int_equal(ws_close_code(s), 1006);
+  assert_int_equal(ws_send(s, "x", 1, WS_TEXT), WS_ECLOSED);
+  ws_free(s);
+
+  /* RST instead of FIN. */
+  fd = raw_upgrade(ws_server_port(srv));
+  assert_int_equal(ws_accept(srv, &s, 5000), WS_OK);
+  struct linger lg = {1, 0};
+  setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+  close(fd);
+  assert_int_equal(ws_receive(s, &m, 5000), WS_ECLOSED);
+  assert_int_equal(ws_close_code(s), 1006);
+  ws_free(s);
+  ws_server_free(srv);
+}
+
+/* Protocol errors from the peer close with the right code, on the wire. */
+static void expect_close_code(ws_server *srv, const unsigned char *bytes, size_t n, int code) {
+  int fd = raw_upgrade(ws_server_port(srv));
+  assert_true(fd >= 0);
+  ws_conn *s = NULL;
+  assert_int_equal(ws_accept(srv, &s, 5000), WS_OK);
+  write_all(fd, bytes, n);
+  unsigned char buf[256];
+  int got = read_until_eof(fd, buf, sizeof buf, 3000);
+  assert_true(got >= 4); /* the server closed TCP after its close frame */
+  assert_int_equal(buf[0], 0x88);
+  assert_int_equal((buf[2] << 8) | buf[3], code);
+  ws_message *m = NULL;
+  assert_int_equal(ws_receive(s, &m, 3000), WS_ECLOSED);
+  assert_int_equal(ws_close_code(s), code);
+  close(fd);
+  ws_free(s);
+}
+
+static void test_protocol_errors_on_the_wire(void **state) {
+  (void)state;
+  ws_options *o = ws_options_new();
+  ws_options_set_max_message_size(o, 1000);
+  ws_server *srv = listen_with(o);
+  ws_options_free(o);
+  unsigned char f[2100];
+  const unsigned char unmasked[] = {0x81, 0x02, 'h', 'i'};
+  expect_close_code(srv, unmasked, sizeof unmasked, 1002);
+  size_t n = client_frame(f, 0x81, "\xed\xa0\x80", 3);
+  expect_close_code(srv, f, n, 1007);
+  unsigned char big[2000];
+  memset(big, 'x', sizeof big);
+  n = client_frame(f, 0x82, big, sizeof big);
+  expect_close_code(srv, f, n, 1009);
+  n = client_frame(f, 0x88, "\x03\xed", 2); /* close code 1005 may not be sent */
+  expect_close_code(srv, f, n, 1002);
+  ws_server_free(srv);
+}
+
+/* ws_close when the peer never answers: bounded by the close timeout. */
+static void test_close_timeout(void **state) {
+  (void)state;
+  ws_options *o = ws_options_new();
+  ws_options_set_close_timeout(o, 300);
+  ws_server *srv = listen_with(o);
+  ws_options_free(o);
+  int fd = raw_upgrade(ws_server_port(srv));
+  ws_conn *s = NULL;
+  assert_int_equal(ws_accept(srv, &s, 5000), WS_OK);
+  long long t0 = now_ms();
+  assert_int_equal(ws_close(s, 1000, "going"), WS_ETIMEDOUT);
+  long long dt = now_ms() - t0;
+  assert_true(dt >= 250 && dt < 2500);
+  assert_int_equal(ws_close_code(s), 1006);
+  assert_int_equal(ws_state(s), WS_STATE_CLOSED);
+  /* The peer did get our close frame: 0x88, len 7, 1000, "going". */
+  unsigned char buf[64];
+  int got = read_until_eof(fd, buf, sizeof buf, 2000);
+  assert_int_equal(got, 9);
+  assert_memory_equal(buf, "\x88\x07\x03\xe8going", 9);
+  close(fd);
+  ws_free(s);
+  ws_server_free(srv);
+}
+
+static void http_expect(int port, const char *request, const char *status_prefix) {
+  int fd = raw_connect(port);
+  write_all(fd, request, strlen(request));
+  char head[4096];
+  int n = read_head(fd, head, sizeof head, 3000);
+  assert_true(n > 0);
+  if (strncmp(head, status_prefix, strlen(status_prefix)) != 0) fail_msg("got %s", head);
+  close(fd);
+}
+
+static void test_handshake_policy(void **state) {
+  (void)state;
+  ws_options *o = ws_options_new();
+  ws_options_add_origin(o, "http://good.example");
+  ws_options_set_max_handshake_size(o, 1024);
+  ws_options_set_handshake_timeout(o, 200);
+  ws_server *srv = listen_with(o);
+  ws_options_free(o);
+  int port = ws_server_port(srv);
+  http_expect(port, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 426");
+  char big[3000];
+  snprintf(big, sizeof big, "GET / HTTP/1.1\r\nHost: x\r\nX-Big: %02000d\r\n\r\n", 0);
+  http_expect(port, big, "HTTP/1.1 431");
+  char req[1024];
+  snprintf(req, sizeof req, "%.*sOrigin: http://evil.example\r\n\r\n", (int)strlen(kUpgradeRequest) - 2, kUpgradeRequest);
+  http_expect(port, req, "HTTP/1.1 403");
+  snprintf(req, sizeof req, "%.*sOrigin: http://GOOD.example\r\n\r\n", (int)strlen(kUpgradeRequest) - 2, kUpgradeRequest);
+  http_expect(port, req, "HTTP/1.1 101");
+  http_expect(port, "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n", "HTTP/1.1 426");
+  /* A peer that connects and says nothing is dropped after the handshake timeout. */
+  int fd = raw_connect(port);
+  unsigned char buf[16];
+  long long t0 = now_ms();
+  assert_int_equal(read_until_eof(fd, buf, sizeof buf, 3000), 0);
+  assert_true(now_ms() - t0 < 2000);
+  close(fd);
+  ws_server_free(srv);
+}
+
+static void test_manual_upgrade(void **state) {
+  (void)state;
+  ws_options *o = ws_options_new();
+  ws_options_set_manual_upgrade(o, 1);
+  ws_server *srv = listen_with(o);
+  ws_options_free(o);
+  int port = ws_server_port(srv);
+  /* Reject with a status and a body. */
+  int fd = raw_connect(port);
+  write_all(fd, kUpgradeRequest, strlen(kUpgradeRequest));
+  ws_conn *s = NULL;
+  assert_int_equal(ws_accept(srv, &s, 5000), WS_OK);
+  assert_int_equal(ws_state(s), WS_STATE_CONNECTING);
+  assert_string_equal(ws_request_path(s), "/raw");
+  assert_int_equal(ws_send(s, "x", 1, WS_TEXT), WS_ESTATE);
+  assert_int_equal(ws_upgrade_reject(s, 101, NULL, 0), WS_EINVAL);
+  assert_int_equal(ws_upgrade_reject(s, 401, "who are you?", 12), WS_OK);
+  unsigned char resp[512];
+  int n = read_until_eof(fd, resp, sizeof resp - 1, 3000);
+  assert_true(n > 0);
+  resp[n] = 0;
+  assert_non_null(strstr((char *)resp, "HTTP/1.1 401"));
+  assert_non_null(strstr((char *)resp, "who are you?"));
+  close(fd);
+  ws_free(s);
+  /* Accept with an extra header; the client sees it and can talk. */
+  fd = raw_connect(port);
+  write_all(fd, kUpgradeRequest, strlen(kUpgradeRequest));
+  assert_int_equal(ws_accept(srv, &s, 5000), WS_OK);
+  assert_int_equal(ws_upgrade_add_header(s, "Set-Cookie", "id=1"), WS_OK);
+  assert_int_equal(ws_upgrade_add_header(s, "Bad Name", "x"), WS_EINVAL);
+  assert_int_equal(ws_upgrade_accept(s, "not-offered"), WS_EINVAL);
+  assert_int_equal(ws_upgrade_accept(s, NULL), WS_OK);
+  assert_int_equal(ws_send(s, "welcome", 7, WS_TEXT), WS_OK);
+  char head[1024];
+  assert_true(read_head(fd, head, sizeof head, 3000) > 0);
+  assert_non_null(strstr(head, "101 Switching Protocols"));
+  assert_non_null(strstr(head, "Set-Cookie: id=1"));
+  unsigned char frame[16];
+  ssize_t r = read(fd, frame, 9);
+  assert_int_equal(r, 9);
+  assert_memory_equal(frame, "\x81\x07welcome", 9);
+  close(fd);
+  ws_free(s);
+  ws_server_free(srv);
+}
+
+/* Closing the server closes every connection with 1001. */
+static void test_server_close_goes_away(void **state) {
+  (void)state;
+  ws_server *srv = listen_with(NULL);
+  char url[64];
+  url_for(url, sizeof url, ws_server_port(srv), "/");
+  ws_conn *c = NULL;
+  assert_int_equal(ws_open(url, NULL, &c), WS_OK);
+  ws_conn *s = NULL;
+  assert_int_equal(ws_accept(srv, &s, 5000), WS_OK);
+  assert_int_equal(ws_server_close(srv), WS_OK);
+  assert_int_equal(ws_server_close(srv), WS_OK); /* idempotent */
+  ws_message *m = NULL;
+  assert_int_equal(ws_receive(c, &m, 5000), WS_ECLOSED);
+  assert_int_equal(ws_close_code(c), 1001);
+  assert_int_equal(ws_receive(s, &m, 5000), WS_ECLOSED);
+  ws_free(c);
+  ws_free(s);
+  ws_server_free(srv);
+  /* The port is free again. */
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_peer_vanishes_mid_frame),
+      cmocka_unit_test(test_protocol_errors_on_the_wire),
+      cmocka_unit_test(test_close_timeout),
+      cmocka_unit_test(test_handshake_policy),
+      cmocka_unit_test(test_manual_upgrade),
+      cmocka_unit_test(test_server_close_goes_away),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

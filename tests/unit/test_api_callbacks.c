@@ -1,0 +1,229 @@
+/* The loop-thread callback mode (on_open, on_message with a borrowed buffer,
+ * on_close, on_drain), and backpressure: a peer that does not read. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "api_util.h"
+
+static struct {
+  pthread_mutex_t mu;
+  int opened, closed, messages, last_close_code;
+  char last_reason[64];
+} g = {PTHREAD_MUTEX_INITIALIZER, 0, 0, 0, 0, ""};
+
+static void on_open(ws_conn *ws, void *user) {
+  assert_ptr_equal(user, &g);
+  pthread_mutex_lock(&g.mu);
+  g.opened++;
+  pthread_mutex_unlock(&g.mu);
+  ws_send(ws, "hello from on_open", 18, WS_TEXT);
+}
+
+static void on_message(ws_conn *ws, int type, const void *data, size_t len, void *user) {
+  (void)user;
+  pthread_mutex_lock(&g.mu);
+  g.messages++;
+  pthread_mutex_unlock(&g.mu);
+  if (len == 4 && memcmp(data, "quit", 4) == 0) {
+    assert_int_equal(ws_close(ws, 4000, "asked to quit"), WS_OK); /* does not block here */
+    return;
+  }
+  assert_int_equal(ws_send(ws, data, len, type), WS_OK); /* no thread hop */
+}
+
+static void on_close(ws_conn *ws, int code, const char *reason, void *user) {
+  (void)ws;
+  (void)user;
+  pthread_mutex_lock(&g.mu);
+  g.closed++;
+  g.last_close_code = code;
+  snprintf(g.last_reason, sizeof g.last_reason, "%s", reason);
+  pthread_mutex_unlock(&g.mu);
+}
+
+static int get(int *field) {
+  pthread_mutex_lock(&g.mu);
+  int v = *field;
+  pthread_mutex_unlock(&g.mu);
+  return v;
+}
+
+static void test_callback_echo(void **state) {
+  (void)state;
+  ws_options *o = ws_options_new();
+  ws_callbacks cbs = {on_open, on_message, on_close, NULL};
+  assert_int_equal(ws_options_set_callbacks(o, &cbs, sizeof cbs, &g), WS_OK);
+  ws_server *srv = NULL;
+  assert_int_equal(ws_listen("127.0.0.1", 0, o, &srv), WS_OK);
+  ws_options_free(o);
+  ws_conn *dummy = NULL;
+  assert_int_equal(ws_accept(srv, &dummy, 0), WS_ENOTSUP);
+  char url[64];
+  url_for(url, sizeof url, ws_server_port(srv), "/cb");
+  ws_conn *c = NULL;
+  assert_int_equal(ws_open(url, NULL, &c), WS_OK);
+  ws_message *m = NULL;
+  assert_int_equal(ws_receive(c, &m, 5000), WS_OK);
+  assert_memory_equal(ws_message_data(m), "hello from on_open", 18);
+  ws_message_free(m);
+  static unsigned char big[1 << 20];
+  for (size_t i = 0; i < sizeof big; i++) big[i] = (unsigned char)i;
+  for (int i = 0; i < 3; i++) {
+    assert_int_equal(ws_send(c, big, sizeof big, WS_BINARY), WS_OK);
+    assert_int_equal(ws_receive(c, &m, 5000), WS_OK);
+    assert_int_equal(ws_message_size(m), sizeof big);
+    assert_memory_equal(ws_message_data(m), big, sizeof big);
+    ws_message_free(m);
+  }
+  ws_send(c, "quit", 4, WS_TEXT);
+  assert_int_equal(ws_receive(c, &m, 5000), WS_ECLOSED);
+  assert_int_equal(ws_close_code(c), 4000);
+  assert_string_equal(ws_close_reason(c), "asked to quit");
+  long long deadline = now_ms() + 3000;
+  while (get(&g.closed) < 1 && now_ms() < deadline) usleep(1000);
+  assert_int_equal(get(&g.opened), 1);
+  assert_int_equal(get(&g.closed), 1);
+  assert_int_equal(get(&g.messages), 4);
+  assert_int_equal(get(&g.last_close_code), 4000);
+  ws_free(c);
+  ws_server_free(srv);
+}
+
+/* Backpressure: the peer never reads, so the send queue fills up. */
+static void test_backpressure(void **state) {
+  (void)state;
+  ws_options *o = ws_options_new();
+  ws_options_set_send_queue_limit(o, 256 * 1024);
+  ws_options_set_send_timeout(o, 0);
+  ws_server *srv = NULL;
+  assert_int_equal(ws_listen("127.0.0.1", 0, o, &srv), WS_OK);
+  int fd = raw_upgrade(ws_server_port(srv));
+  ws_conn *s = NULL;
+  assert_int_equal(ws_accept(srv, &s, 5000), WS_OK);
+  static char chunk[64 * 1024];
+  int rc = WS_OK, sent = 0;
+  for (int i = 0; i < 10000 && rc == WS_OK; i++) {
+    rc = ws_send(s, chunk, sizeof chunk, WS_BINARY);
+    if (rc == WS_OK) sent++;
+    usleep(200);
+  }
+  assert_int_equal(rc, WS_EAGAIN);
+  assert_true(ws_buffered_amount(s) >= 256 * 1024);
+  assert_true(sent > 4);
+  /* Drain the peer: the queue empties and sending works again. */
+  static unsigned char sink[1 << 16];
+  long long deadline = now_ms() + 10000;
+  while (ws_buffered_amount(s) > 0 && now_ms() < deadline) {
+    struct pollfd p = {fd, POLLIN, 0};
+    if (poll(&p, 1, 100) > 0 && read(fd, sink, sizeof sink) <= 0) break;
+  }
+  assert_int_equal(ws_buffered_amount(s), 0);
+  assert_int_equal(ws_send(s, chunk, 10, WS_BINARY), WS_OK);
+  close(fd);
+  ws_free(s);
+  ws_server_free(srv);
+  ws_options_free(o);
+}
+
+/* A blocking send with a timeout waits, then returns WS_ETIMEDOUT. */
+static void test_send_timeout(void **state) {
+  (void)state;
+  ws_options *o = ws_options_new();
+  ws_options_set_send_queue_limit(o, 64 * 1024);
+  ws_options_set_send_timeout(o, 200);
+  ws_server *srv = NULL;
+  assert_int_equal(ws_listen("127.0.0.1", 0, o, &srv), WS_OK);
+  ws_options_free(o);
+  int fd = raw_upgrade(ws_server_port(srv));
+  ws_conn *s = NULL;
+  assert_int_equal(ws_accept(srv, &s, 5000), WS_OK);
+  static char chunk[64 * 1024];
+  int rc = WS_OK;
+  long long t0 = 0;
+  for (int i = 0; i < 10000 && rc == WS_OK; i++) {
+    t0 = now_ms();
+    rc = ws_send(s, chunk, sizeof chunk, WS_BINARY);
+  }
+  assert_int_equal(rc, WS_ETIMEDOUT);
+  assert_true(now_ms() - t0 >= 150);
+  close(fd);
+  ws_free(s);
+  ws_server_free(srv);
+}
+
+/* on_drain fires when the queue has room again after a WS_EAGAIN in a callback. */
+static struct {
+  pthread_mutex_t mu;
+  int eagain, drained;
+} d = {PTHREAD_MUTEX_INITIALIZER, 0, 0};
+
+static void flood(ws_conn *ws) {
+  static char chunk[64 * 1024];
+  for (int i = 0; i < 1000; i++) {
+    if (ws_send(ws, chunk, sizeof chunk, WS_BINARY) == WS_EAGAIN) {
+      pthread_mutex_lock(&d.mu);
+      d.eagain++;
+      pthread_mutex_unlock(&d.mu);
+      return;
+    }
+  }
+}
+
+static void drain_on_open(ws_conn *ws, void *user) {
+  (void)user;
+  flood(ws);
+}
+
+static void drain_on_drain(ws_conn *ws, void *user) {
+  (void)ws;
+  (void)user;
+  pthread_mutex_lock(&d.mu);
+  d.drained++;
+  pthread_mutex_unlock(&d.mu);
+}
+
+static void test_on_drain(void **state) {
+  (void)state;
+  ws_options *o = ws_options_new();
+  ws_callbacks cbs = {drain_on_open, NULL, NULL, drain_on_drain};
+  ws_options_set_callbacks(o, &cbs, sizeof cbs, NULL);
+  ws_options_set_send_queue_limit(o, 512 * 1024);
+  ws_server *srv = NULL;
+  assert_int_equal(ws_listen("127.0.0.1", 0, o, &srv), WS_OK);
+  ws_options_free(o);
+  int fd = raw_upgrade(ws_server_port(srv));
+  long long deadline = now_ms() + 5000;
+  int eagain = 0;
+  while (!eagain && now_ms() < deadline) {
+    pthread_mutex_lock(&d.mu);
+    eagain = d.eagain;
+    pthread_mutex_unlock(&d.mu);
+    usleep(1000);
+  }
+  assert_int_equal(eagain, 1);
+  static unsigned char sink[1 << 16];
+  int drained = 0;
+  while (!drained && now_ms() < deadline + 5000) {
+    struct pollfd p = {fd, POLLIN, 0};
+    if (poll(&p, 1, 50) > 0 && read(fd, sink, sizeof sink) <= 0) break;
+    pthread_mutex_lock(&d.mu);
+    drained = d.drained;
+    pthread_mutex_unlock(&d.mu);
+  }
+  assert_int_equal(drained, 1);
+  close(fd);
+  ws_server_free(srv);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_callback_echo),
+      cmocka_unit_test(test_backpressure),
+      cmocka_unit_test(test_send_timeout),
+      cmocka_unit_test(test_on_drain),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

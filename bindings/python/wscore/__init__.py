@@ -1,0 +1,26 @@
+"""wscore: a fast, correct WebSocket library (RFC 6455) — the Python binding.
+
+Blocking API (thread-friendly; the GIL is released during waits)::
+
+    import wscore
+    with wscore.connect("ws://127.0.0.1:9001/") as ws:
+        ws.send("hello")
+        print(ws.recv(timeout=5))
+
+asyncio API: ``wscore.asyncio.connect`` / ``wscore.asyncio.serve``.
+"""
+from . import asyncio  # noqa: F401  (wscore.asyncio)
+from ._conn import Headers, Request, Server, WebSocket, connect, serve
+from ._lib import library_path, lib as _clib, ffi as _ffi
+from .errors import (ConnectError, ConnectionClosed, ConnectionClosedError, ConnectionClosedOK,
+                     HandshakeError, InvalidArgument, InvalidState, InvalidURL, InvalidUTF8,
+                     MessageTooBig, ProtocolError, TimeoutError, TLSError, WebSocketError, WouldBlock)
+
+__version__ = _ffi.string(_clib.ws_version()).decode()
+
+__all__ = [
+    "connect", "serve", "WebSocket", "Server", "Request", "Headers", "library_path",
+    "WebSocketError", "ConnectionClosed", "ConnectionClosedOK", "ConnectionClosedError",
+    "HandshakeError", "TLSError", "TimeoutError", "ConnectError", "InvalidURL", "InvalidUTF8",
+    "InvalidArgument", "InvalidState", "ProtocolError", "MessageTooBig", "WouldBlock",
+]

@@ -121,7 +121,7 @@ struct ws_conn {
   std::deque<ws_message*> inbox;
   int efd = -1;
   bool efd_signaled = false;
-  bool closed = false;           // transport closed: nothing more will arrive
+  std::atomic<bool> closed{false};  // transport closed: nothing more will arrive (written under mu)
   bool peer_close_received = false;
   int close_code = 0;
   std::string close_reason;

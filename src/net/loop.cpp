@@ -2,6 +2,7 @@
 
 #include <csignal>
 #include <cstdlib>
+#include <future>
 
 namespace wscore::net {
 
@@ -18,15 +19,14 @@ Loop::Loop() {
   async_.data = this;
   // Writes to a peer that vanished must return EPIPE, not kill the process.
   std::signal(SIGPIPE, SIG_IGN);
-  std::mutex started;
-  started.lock();
+  std::promise<void> started;
+  auto ready = started.get_future();
   thread_ = std::thread([this, &started] {
     thread_id_ = std::this_thread::get_id();
-    started.unlock();
+    started.set_value();
     uv_run(&loop_, UV_RUN_DEFAULT);
   });
-  started.lock();  // wait until thread_id_ is set
-  started.unlock();
+  ready.wait();  // thread_id_ is set before anyone asks on_loop_thread()
   thread_.detach();
 }
 

@@ -309,12 +309,16 @@ void finish_open_error(ws_conn* c, int err, const std::string& detail) {
   {
     std::lock_guard<std::mutex> g(c->mu);
     if (c->open_result != 1) return;
-    c->open_result = err;
     c->error_detail = detail;
   }
-  c->cv.notify_all();
   if (c->resolver) uv_cancel(reinterpret_cast<uv_req_t*>(c->resolver));
+  // Closed first, then published: the caller of ws_open sees a closed handle.
   close_transport(c, WS_CLOSE_ABNORMAL, detail.c_str());
+  {
+    std::lock_guard<std::mutex> g(c->mu);
+    c->open_result = err;
+  }
+  c->cv.notify_all();
 }
 
 void send_error_and_close(ws_conn* c, int status, const std::string& body) {

@@ -7,7 +7,7 @@ from typing import Callable, Iterable, Iterator, List, Mapping, Optional, Sequen
 
 from . import _lib
 from ._lib import ffi, lib
-from .errors import (HandshakeError, InvalidArgument, TLSError, WebSocketError, closed_error,
+from .errors import (ConnectionClosed, HandshakeError, InvalidArgument, TLSError, WebSocketError, closed_error,
                      error_for)
 
 Data = Union[str, bytes]
@@ -141,6 +141,12 @@ class WebSocket:
         self._lock = threading.Lock()
 
     # -- lifecycle --------------------------------------------------------
+    def _check(self, rc: int) -> int:
+        """Raises for a negative code; WS_ECLOSED becomes ConnectionClosed with the peer's code."""
+        if rc == _lib.WS_ECLOSED and self._h is not None:
+            raise closed_error(lib.ws_close_code(self._h) or 1006, _s(lib.ws_close_reason(self._h)))
+        return _check(rc)
+
     def _handle(self):
         h = self._h
         if h is None:
@@ -201,10 +207,10 @@ class WebSocket:
         h = self._handle()
         if isinstance(message, str):
             b = message.encode("utf-8")
-            _check(lib.ws_send(h, b, len(b), _lib.WS_TEXT))
+            self._check(lib.ws_send(h, b, len(b), _lib.WS_TEXT))
         elif isinstance(message, (bytes, bytearray, memoryview)):
             buf = ffi.from_buffer(message)
-            _check(lib.ws_send(h, buf, len(buf), _lib.WS_BINARY))
+            self._check(lib.ws_send(h, buf, len(buf), _lib.WS_BINARY))
         elif hasattr(message, "__iter__"):
             self._send_fragments(h, message)
         else:
@@ -229,7 +235,7 @@ class WebSocket:
             elif t != kind:
                 raise TypeError("all fragments of a message must be str or all bytes")
             data = cur.encode("utf-8") if isinstance(cur, str) else ffi.from_buffer(cur)
-            _check(lib.ws_send_fragment(h, data, len(data), kind, fin))
+            self._check(lib.ws_send_fragment(h, data, len(data), kind, fin))
             if fin:
                 return
             cur = nxt
@@ -237,12 +243,12 @@ class WebSocket:
     def ping(self, data: Union[str, bytes] = b"") -> None:
         """Sends a ping (at most 125 bytes). The pong is handled inside."""
         b = data.encode() if isinstance(data, str) else bytes(data)
-        _check(lib.ws_ping(self._handle(), b, len(b)))
+        self._check(lib.ws_ping(self._handle(), b, len(b)))
 
     def pong(self, data: Union[str, bytes] = b"") -> None:
         """Sends an unsolicited pong (at most 125 bytes)."""
         b = data.encode() if isinstance(data, str) else bytes(data)
-        _check(lib.ws_pong(self._handle(), b, len(b)))
+        self._check(lib.ws_pong(self._handle(), b, len(b)))
 
     def close(self, code: int = 1000, reason: str = "") -> bool:
         """Starts the close handshake and waits (bounded) for the peer's close.
@@ -410,6 +416,8 @@ class Server:
     def _run(self, ws: WebSocket) -> None:
         try:
             self.handler(ws)
+        except ConnectionClosed:
+            pass  # the peer went away: nothing to report
         except Exception:  # the handler's failure closes its connection, not the server
             import logging
             logging.getLogger("wscore").exception("handler failed")
@@ -474,8 +482,8 @@ def serve(handler: Callable[[WebSocket], None], host: str = "127.0.0.1", port: i
           subprotocols: Optional[Sequence[str]] = None, origins: Optional[Sequence[str]] = None,
           headers=None, ssl: Optional[Mapping] = None, max_message_size: Optional[int] = None,
           handshake_timeout: Optional[float] = None, close_timeout: Optional[float] = 5.0,
-          send_queue_limit: Optional[int] = None, ping_interval: Optional[float] = None,
-          ping_timeout: Optional[float] = None) -> Server:
+          send_queue_limit: Optional[int] = None, send_timeout: Optional[float] = None,
+          ping_interval: Optional[float] = None, ping_timeout: Optional[float] = None) -> Server:
     """Listens on host:port (0 picks a free port: see ``server.port``) and runs
     ``handler(ws)`` on a thread for each connection::
 
@@ -493,5 +501,5 @@ def serve(handler: Callable[[WebSocket], None], host: str = "127.0.0.1", port: i
     opts = make_options(headers=headers, subprotocols=subprotocols, origins=origins, ssl=ssl,
                         max_message_size=max_message_size, handshake_timeout=handshake_timeout,
                         close_timeout=close_timeout, send_queue_limit=send_queue_limit,
-                        ping_interval=ping_interval, ping_timeout=ping_timeout)
+                        send_timeout=send_timeout, ping_interval=ping_interval, ping_timeout=ping_timeout)
     return Server(handler, host, port, opts)

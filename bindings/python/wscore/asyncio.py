@@ -18,7 +18,7 @@ from typing import Awaitable, Callable, Iterable, Mapping, Optional, Sequence, U
 from . import _lib
 from ._conn import WebSocket as _SyncWebSocket, _check, _take, make_options, open_handle
 from ._lib import ffi, lib
-from .errors import ConnectionClosedOK, closed_error
+from .errors import ConnectionClosed, ConnectionClosedOK, closed_error
 
 Data = Union[str, bytes]
 
@@ -185,6 +185,8 @@ class Server:
     async def _run(self, ws: WebSocket) -> None:
         try:
             await self._handler(ws)
+        except ConnectionClosed:
+            pass
         except Exception:
             logging.getLogger("wscore").exception("handler failed")
             await ws.close(1011, "internal error")

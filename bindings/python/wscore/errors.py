@@ -52,7 +52,7 @@ class HandshakeError(WebSocketError):
 
     def __init__(self, errno: int, status: int, headers: Mapping[str, str], detail: str = ""):
         self.status = status
-        self.headers = dict(headers)
+        self.headers = headers  # case-insensitive (wscore.Headers)
         super().__init__(errno, None, detail)
 
 

@@ -219,12 +219,13 @@ void Session::handle_control(Event& ev) {
   peer_code_ = code;
   close_reason_.assign(reason);
   if (!close_sent_) {
-    // Echo the peer's code (RFC 6455 5.5.1); a close without a code is answered without one.
+    // Echo the peer's code and reason (RFC 6455 5.5.1: typically the code;
+    // the reason too, so an echo peer sees exactly what it sent). A close
+    // without a code is answered without one.
     if (code == 1005) {
       append_frame(Opcode::close, true, nullptr, 0);
     } else {
-      uint8_t payload[2] = {static_cast<uint8_t>(code >> 8), static_cast<uint8_t>(code)};
-      append_frame(Opcode::close, true, payload, 2);
+      append_frame(Opcode::close, true, ctrl_, ctrl_len_);
     }
     close_sent_ = true;
   }

@@ -238,10 +238,13 @@ static void test_close_codes_from_peer(void**) {
       assert_false(ev[0].failed);
       assert_int_equal(ev[0].code, code);
       assert_string_equal(ev[0].data.c_str(), "why");
-      // The echo carries the peer's code.
-      assert_int_equal(s.output_size(), 4);
+      // The echo carries the peer's code and reason, unmasked.
+      assert_int_equal(s.output_size(), 7);
+      assert_int_equal(s.output_data()[0], 0x88);
+      assert_int_equal(s.output_data()[1], 5);
       assert_int_equal(s.output_data()[2], code >> 8);
       assert_int_equal(s.output_data()[3], code & 0xFF);
+      assert_memory_equal(s.output_data() + 4, "why", 3);
     } else {
       assert_true(ev[0].failed);
       assert_int_equal(ev[0].code, 1002);

@@ -10,7 +10,6 @@ connection's file descriptor (`FileWatching.poll_fd`), then a non-blocking
 module WebSockets
 
 using FileWatching
-using Sockets
 using ..LibWSCore: wsym, WS_OK, WS_EAGAIN, WS_ECLOSED, WS_ETIMEDOUT, WS_EHANDSHAKE, WS_ECANCELED,
                    WS_TEXT, WS_BINARY, WS_STATE_OPEN, WS_STATE_CLOSED, errname, strerror
 
@@ -253,7 +252,7 @@ function receive(ws::WebSocket)
                 data = ccall(wsym(:ws_message_data), Ptr{UInt8}, (Ptr{Cvoid},), m)
                 t = ccall(wsym(:ws_message_type), Cint, (Ptr{Cvoid},), m)
                 # One copy into a Julia-owned object.
-                return t == WS_TEXT ? unsafe_string(data, n) : unsafe_wrap(Array, data, n) |> copy
+                return t == WS_TEXT ? unsafe_string(data, n) : copy(unsafe_wrap(Array, data, n))
             finally
                 ccall(wsym(:ws_message_free), Cvoid, (Ptr{Cvoid},), m)
             end

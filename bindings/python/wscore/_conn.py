@@ -139,6 +139,7 @@ class WebSocket:
     def __init__(self, handle, *, _owned: bool = True):
         self._h = handle
         self._lock = threading.Lock()
+        self._final = (1006, "")  # close code and reason once released
 
     # -- lifecycle --------------------------------------------------------
     def _check(self, rc: int) -> int:
@@ -158,6 +159,9 @@ class WebSocket:
         with self._lock:
             h, self._h = self._h, None
         if h is not None:
+            code = lib.ws_close_code(h)
+            # Keep what the peer said readable after the handle is gone.
+            self._final = (code or 1006, _s(lib.ws_close_reason(h)) if code else "")
             lib.ws_free(h)
 
     def __enter__(self) -> "WebSocket":
@@ -281,13 +285,16 @@ class WebSocket:
     def close_code(self) -> Optional[int]:
         """The peer's close code once closed (1005: none given, 1006: dropped), else None."""
         h = self._h
-        c = lib.ws_close_code(h) if h is not None else 1006
-        return c or None
+        if h is None:
+            return self._final[0]
+        return lib.ws_close_code(h) or None
 
     @property
     def close_reason(self) -> Optional[str]:
         h = self._h
-        if h is None or not lib.ws_close_code(h):
+        if h is None:
+            return self._final[1]
+        if not lib.ws_close_code(h):
             return None
         return _s(lib.ws_close_reason(h))
 

@@ -220,6 +220,57 @@ static void test_server_close_goes_away(void **state) {
   /* The port is free again. */
 }
 
+/* IPv6 literal URLs, on ::1. */
+static void test_ipv6(void **state) {
+  (void)state;
+  ws_server *srv = NULL;
+  assert_int_equal(ws_listen("::1", 0, NULL, &srv), WS_OK);
+  char url[64];
+  snprintf(url, sizeof url, "ws://[::1]:%d/v6", ws_server_port(srv));
+  ws_conn *c = NULL;
+  assert_int_equal(ws_open(url, NULL, &c), WS_OK);
+  ws_conn *s = NULL;
+  assert_int_equal(ws_accept(srv, &s, 5000), WS_OK);
+  assert_true(strncmp(ws_peer_address(s), "[::1]:", 6) == 0);
+  char host[32];
+  snprintf(host, sizeof host, "[::1]:%d", ws_server_port(srv));
+  assert_string_equal(ws_request_header(s, "Host"), host);
+  assert_int_equal(ws_send(c, "v6", 2, WS_TEXT), WS_OK);
+  ws_message *m = NULL;
+  assert_int_equal(ws_receive(s, &m, 5000), WS_OK);
+  assert_memory_equal(ws_message_data(m), "v6", 2);
+  ws_message_free(m);
+  ws_free(c);
+  ws_free(s);
+  ws_server_free(srv);
+}
+
+/* A server that accepts TCP and never answers the upgrade: ws_open gives up
+ * after the connect timeout. */
+static void test_client_handshake_timeout(void **state) {
+  (void)state;
+  int lfd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {0};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(lfd, (struct sockaddr *)&a, sizeof a);
+  listen(lfd, 4);
+  socklen_t len = sizeof a;
+  getsockname(lfd, (struct sockaddr *)&a, &len);
+  char url[64];
+  snprintf(url, sizeof url, "ws://127.0.0.1:%d/", ntohs(a.sin_port));
+  ws_options *o = ws_options_new();
+  ws_options_set_connect_timeout(o, 300);
+  ws_conn *c = NULL;
+  long long t0 = now_ms();
+  assert_int_equal(ws_open(url, o, &c), WS_ETIMEDOUT);
+  long long dt = now_ms() - t0;
+  assert_true(dt >= 280 && dt < 2000);
+  assert_null(c);
+  ws_options_free(o);
+  close(lfd);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_peer_vanishes_mid_frame),
@@ -228,6 +279,8 @@ int main(void) {
       cmocka_unit_test(test_handshake_policy),
       cmocka_unit_test(test_manual_upgrade),
       cmocka_unit_test(test_server_close_goes_away),
+      cmocka_unit_test(test_ipv6),
+      cmocka_unit_test(test_client_handshake_timeout),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

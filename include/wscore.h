@@ -203,14 +203,17 @@ WS_EXTERN int ws_options_set_require_origin(ws_options *opts, int require);
 /* Deliver pings and pongs to ws_receive as WS_PING/WS_PONG messages (pings are
  * still answered automatically). Default 0. */
 WS_EXTERN int ws_options_set_deliver_control(ws_options *opts, int enable);
-/* Server: number of loop threads (SO_REUSEPORT). Default 1. */
+/* Server: number of loop threads (SO_REUSEPORT). Default 1. In this version
+ * ws_listen answers WS_ENOTSUP for more than 1 (not implemented yet). */
 WS_EXTERN int ws_options_set_threads(ws_options *opts, int threads);
 /* Server: hold each upgrade request for the application's decision: ws_accept
  * returns the connection in WS_STATE_CONNECTING with its request readable, and
  * the application calls ws_upgrade_accept or ws_upgrade_reject. Default 0. */
 WS_EXTERN int ws_options_set_manual_upgrade(ws_options *opts, int enable);
 
-/* TLS (wss://). Paths are copied. PEM text is copied. */
+/* TLS (wss://). Paths are copied. PEM text is copied. In this version TLS is
+ * not implemented yet: ws_open("wss://...") and ws_listen with a certificate
+ * answer WS_ENOTSUP (never a silent fallback to plain text). */
 WS_EXTERN int ws_options_set_tls_ca_file(ws_options *opts, const char *path);
 WS_EXTERN int ws_options_set_tls_ca_dir(ws_options *opts, const char *path);
 WS_EXTERN int ws_options_set_tls_cert_file(ws_options *opts, const char *path);

@@ -90,7 +90,9 @@ WS_EXTERN int ws_listen(const char* host, int port, const ws_options* opts, ws_s
   if (!host || port < 0 || port > 65535) return WS_EINVAL;
   try {
     auto o = std::make_shared<ws_options>(opts ? *opts : ws_options{});
+    // Not built yet: refuse rather than silently serve plain text or one thread.
     if (!o->tls_cert_file.empty() || !o->tls_cert_pem.empty()) return WS_ENOTSUP;
+    if (o->threads > 1) return WS_ENOTSUP;
     sockaddr_storage ss;
     int rc = resolve_bind_address(host, port, &ss);
     if (rc != WS_OK) return rc;

@@ -271,6 +271,58 @@ static void test_client_handshake_timeout(void **state) {
   close(lfd);
 }
 
+/* Idle timeout: a silent client is closed with 1001. Keepalive: a peer that
+ * never answers pings is dropped (1006), and it did receive the pings. */
+static void test_idle_and_keepalive(void **state) {
+  (void)state;
+  ws_options *o = ws_options_new();
+  ws_options_set_idle_timeout(o, 200);
+  ws_server *srv = listen_with(o);
+  ws_options_free(o);
+  char url[64];
+  url_for(url, sizeof url, ws_server_port(srv), "/");
+  ws_conn *c = NULL;
+  assert_int_equal(ws_open(url, NULL, &c), WS_OK);
+  ws_conn *s = NULL;
+  assert_int_equal(ws_accept(srv, &s, 5000), WS_OK);
+  ws_message *m = NULL;
+  long long t0 = now_ms();
+  assert_int_equal(ws_receive(c, &m, 5000), WS_ECLOSED);
+  assert_true(now_ms() - t0 >= 150);
+  assert_int_equal(ws_close_code(c), 1001);
+  ws_free(c);
+  ws_free(s);
+  ws_server_free(srv);
+
+  o = ws_options_new();
+  ws_options_set_keepalive(o, 100, 100);
+  srv = listen_with(o);
+  ws_options_free(o);
+  int fd = raw_upgrade(ws_server_port(srv));
+  assert_int_equal(ws_accept(srv, &s, 5000), WS_OK);
+  t0 = now_ms();
+  assert_int_equal(ws_receive(s, &m, 5000), WS_ECLOSED);
+  assert_true(now_ms() - t0 < 2000);
+  assert_int_equal(ws_close_code(s), 1006);
+  unsigned char buf[64];
+  int got = read_until_eof(fd, buf, sizeof buf, 2000);
+  assert_true(got >= 2);
+  assert_int_equal(buf[0], 0x89); /* a ping came first */
+  close(fd);
+  ws_free(s);
+  ws_server_free(srv);
+  /* Not implemented yet, so refused rather than ignored. */
+  o = ws_options_new();
+  ws_options_set_threads(o, 2);
+  assert_int_equal(ws_listen("127.0.0.1", 0, o, &srv), WS_ENOTSUP);
+  ws_options_set_threads(o, 1);
+  ws_options_set_tls_cert_file(o, "/nonexistent.pem");
+  assert_int_equal(ws_listen("127.0.0.1", 0, o, &srv), WS_ENOTSUP);
+  ws_options_free(o);
+  ws_conn *w = NULL;
+  assert_int_equal(ws_open("wss://127.0.0.1:1/", NULL, &w), WS_ENOTSUP);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_peer_vanishes_mid_frame),
@@ -281,6 +333,7 @@ int main(void) {
       cmocka_unit_test(test_server_close_goes_away),
       cmocka_unit_test(test_ipv6),
       cmocka_unit_test(test_client_handshake_timeout),
+      cmocka_unit_test(test_idle_and_keepalive),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

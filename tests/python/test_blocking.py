@@ -243,10 +243,13 @@ def test_backpressure_nonblocking_send():
     # A peer that never reads: the queue fills and send raises WouldBlock at once.
     with wscore.serve(None, "127.0.0.1", 0, send_queue_limit=256 * 1024, send_timeout=0) as srv:
         raw, ws = _non_reading_peer(srv)
+        t0 = time.monotonic()
         with pytest.raises(wscore.WouldBlock):
             for _ in range(100000):
                 ws.send(b"x" * 65536)
-        assert ws.buffered_amount > 0  # (the loop may have written some since the refusal)
+        # Refused at once, not after waiting. (buffered_amount is not checked here: the
+        # loop keeps moving bytes into the kernel's buffers after the refusal.)
+        assert time.monotonic() - t0 < 5
         raw.close()
         ws.release()
 

@@ -111,8 +111,8 @@ static void test_backpressure(void **state) {
     usleep(200);
   }
   assert_int_equal(rc, WS_EAGAIN);
-  /* The loop may have moved some bytes to the kernel since: still queued, though. */
-  assert_true(ws_buffered_amount(s) > 0);
+  /* (ws_buffered_amount is not asserted here: the loop keeps moving bytes into
+   * the kernel's buffers after the refusal.) */
   assert_true(sent > 4);
   /* Drain the peer: the queue empties and sending works again. */
   static unsigned char sink[1 << 16];

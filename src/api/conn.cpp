@@ -817,22 +817,17 @@ bool valid_close_request(int code, const char* reason) {
 
 // ---- internal API shared with server.cpp ----
 
-void ws_conn::update_fd_locked() {
-  if (efd < 0) return;
-  bool want = !inbox.empty() || closed;
-  if (want && !efd_signaled) {
-    uint64_t one = 1;
-    ssize_t r = write(efd, &one, sizeof one);
-    (void)r;
-  } else if (!want && efd_signaled) {
-    uint64_t v;
-    ssize_t r = read(efd, &v, sizeof v);
-    (void)r;
-  }
-  efd_signaled = want;
-}
+void ws_conn::update_fd_locked() { api::set_fd_ready(efd, &efd_signaled, !inbox.empty() || closed); }
 
 namespace wscore::api {
+
+void set_fd_ready(int efd, bool* signaled, bool want) {
+  if (efd < 0 || want == *signaled) return;
+  uint64_t v = 1;
+  ssize_t r = want ? write(efd, &v, sizeof v) : read(efd, &v, sizeof v);
+  (void)r;  // an eventfd write/read of 8 bytes cannot fail short
+  *signaled = want;
+}
 
 void conn_retain(ws_conn* c) { c->refs.fetch_add(1, std::memory_order_relaxed); }
 

@@ -56,6 +56,10 @@ struct ws_message {
 
 namespace wscore::api {
 
+// Keeps an eventfd readable exactly while `want` holds (one write when it
+// becomes true, one read when it becomes false). Call under the owner's mutex.
+void set_fd_ready(int efd, bool* signaled, bool want);
+
 using Clock = std::chrono::steady_clock;
 
 enum class Phase : uint8_t { connecting, handshake, pending_upgrade, open, closed };

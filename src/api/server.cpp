@@ -10,20 +10,7 @@
 
 using namespace wscore;
 
-void ws_server::update_fd_locked() {
-  if (efd < 0) return;
-  bool want = !acceptq.empty() || closed;
-  if (want && !efd_signaled) {
-    uint64_t one = 1;
-    ssize_t r = write(efd, &one, sizeof one);
-    (void)r;
-  } else if (!want && efd_signaled) {
-    uint64_t v;
-    ssize_t r = read(efd, &v, sizeof v);
-    (void)r;
-  }
-  efd_signaled = want;
-}
+void ws_server::update_fd_locked() { api::set_fd_ready(efd, &efd_signaled, !acceptq.empty() || closed); }
 
 namespace wscore::api {
 

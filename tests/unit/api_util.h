@@ -116,6 +116,23 @@ static inline int write_all(int fd, const void *p, size_t n) {
   return 0;
 }
 
+/* A plain TCP listener on 127.0.0.1 and a free port (stored in *port). */
+static inline int raw_listen(int *port) {
+  int lfd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a;
+  memset(&a, 0, sizeof a);
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (bind(lfd, (struct sockaddr *)&a, sizeof a) != 0 || listen(lfd, 16) != 0) {
+    close(lfd);
+    return -1;
+  }
+  socklen_t len = sizeof a;
+  getsockname(lfd, (struct sockaddr *)&a, &len);
+  *port = ntohs(a.sin_port);
+  return lfd;
+}
+
 /* Reads until the HTTP head ends (or timeout); returns the head's length, and
  * copies it to out (NUL-terminated). */
 static inline int read_head(int fd, char *out, size_t cap, int timeout_ms) {

@@ -229,16 +229,10 @@ static void test_open_errors(void **state) {
   assert_int_equal(ws_open(NULL, NULL, &ws), WS_EINVAL);
   assert_int_equal(ws_open("ws://host.invalid/", NULL, &ws), WS_ERESOLVE);
   /* A port nobody listens on. */
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a = {0};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, (struct sockaddr *)&a, sizeof a);
-  socklen_t len = sizeof a;
-  getsockname(fd, (struct sockaddr *)&a, &len);
+  int port = 0;
+  close(raw_listen(&port)); /* a free port, closed again */
   char url[64];
-  snprintf(url, sizeof url, "ws://127.0.0.1:%d/", ntohs(a.sin_port));
-  close(fd);
+  snprintf(url, sizeof url, "ws://127.0.0.1:%d/", port);
   assert_int_equal(ws_open(url, NULL, &ws), WS_ECONNREFUSED);
   assert_null(ws);
 }
@@ -257,18 +251,13 @@ static void *http_403_server(void *arg) {
 
 static void test_handshake_rejected(void **state) {
   (void)state;
-  int lfd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a = {0};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(lfd, (struct sockaddr *)&a, sizeof a);
-  listen(lfd, 4);
-  socklen_t len = sizeof a;
-  getsockname(lfd, (struct sockaddr *)&a, &len);
+  int port = 0;
+  int lfd = raw_listen(&port);
+  assert_true(lfd >= 0);
   pthread_t t;
   pthread_create(&t, NULL, http_403_server, &lfd);
   char url[64];
-  snprintf(url, sizeof url, "ws://127.0.0.1:%d/", ntohs(a.sin_port));
+  snprintf(url, sizeof url, "ws://127.0.0.1:%d/", port);
   ws_conn *ws = NULL;
   assert_int_equal(ws_open(url, NULL, &ws), WS_EHANDSHAKE);
   assert_non_null(ws);

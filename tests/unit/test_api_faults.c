@@ -249,16 +249,11 @@ static void test_ipv6(void **state) {
  * after the connect timeout. */
 static void test_client_handshake_timeout(void **state) {
   (void)state;
-  int lfd = socket(AF_INET, SOCK_STREAM, 0);
-  struct sockaddr_in a = {0};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(lfd, (struct sockaddr *)&a, sizeof a);
-  listen(lfd, 4);
-  socklen_t len = sizeof a;
-  getsockname(lfd, (struct sockaddr *)&a, &len);
+  int port = 0;
+  int lfd = raw_listen(&port);
+  assert_true(lfd >= 0);
   char url[64];
-  snprintf(url, sizeof url, "ws://127.0.0.1:%d/", ntohs(a.sin_port));
+  snprintf(url, sizeof url, "ws://127.0.0.1:%d/", port);
   ws_options *o = ws_options_new();
   ws_options_set_connect_timeout(o, 300);
   ws_conn *c = NULL;

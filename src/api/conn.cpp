@@ -1133,25 +1133,31 @@ WS_EXTERN const char* ws_request_target(const ws_conn* c) { return c ? c->reques
 WS_EXTERN const char* ws_request_path(const ws_conn* c) { return c ? c->request.path.c_str() : nullptr; }
 WS_EXTERN const char* ws_request_query(const ws_conn* c) { return c ? c->request.query.c_str() : nullptr; }
 
-static const char* header_lookup(const proto::Headers& h, const char* name) {
+// A header's value; several of one name are joined with ", " into a string the
+// connection keeps (stable until ws_free).
+static const char* header_lookup(const ws_conn* c, const proto::Headers& h, const char* name) {
   if (!name) return nullptr;
-  const char* found = nullptr;
+  std::string joined;
+  const char* first = nullptr;
   size_t n = 0;
   for (const auto& kv : h) {
-    if (kv.first.size() == std::strlen(name) && strncasecmp(kv.first.c_str(), name, kv.first.size()) == 0) {
-      if (!found) found = kv.second.c_str();
-      n++;
-    }
+    if (strcasecmp(kv.first.c_str(), name) != 0) continue;
+    if (n++) joined += ", ";
+    else first = kv.second.c_str();
+    joined += kv.second;
   }
-  // Several headers of one name: the first one's value (joining would need storage per call).
-  return found;
+  if (n <= 1) return first;
+  ws_conn* m = const_cast<ws_conn*>(c);
+  std::lock_guard<std::mutex> g(m->mu);
+  m->joined_headers.push_back(std::move(joined));
+  return m->joined_headers.back().c_str();
 }
 
 WS_EXTERN const char* ws_request_header(const ws_conn* c, const char* name) {
-  return c && c->is_server ? header_lookup(c->request.headers, name) : nullptr;
+  return c && c->is_server ? header_lookup(c, c->request.headers, name) : nullptr;
 }
 WS_EXTERN const char* ws_response_header(const ws_conn* c, const char* name) {
-  return c && !c->is_server ? header_lookup(c->resp_headers, name) : nullptr;
+  return c && !c->is_server ? header_lookup(c, c->resp_headers, name) : nullptr;
 }
 static const proto::Headers* conn_headers(const ws_conn* c) {
   return c->is_server ? &c->request.headers : &c->resp_headers;

@@ -153,6 +153,7 @@ struct ws_conn {
   bool tls = false;
   std::atomic<void*> user_data{nullptr};
   std::string detail_copy;  // returned by ws_error_detail
+  std::deque<std::string> joined_headers;  // values of repeated headers, joined (stable addresses)
 
   void update_fd_locked();
 };

@@ -183,6 +183,8 @@ static void test_server_sees_request(void **state) {
   url_for(url, sizeof url, ws_server_port(srv), "/a/b?q=1");
   ws_options *co = ws_options_new();
   ws_options_add_header(co, "X-Token", "t0k");
+  ws_options_add_header(co, "X-Multi", "one");
+  ws_options_add_header(co, "x-multi", "two");
   ws_options_add_subprotocol(co, "a");
   ws_options_add_subprotocol(co, "b");
   ws_conn *c = NULL;
@@ -196,6 +198,7 @@ static void test_server_sees_request(void **state) {
   assert_string_equal(ws_request_query(s), "q=1");
   assert_string_equal(ws_request_header(s, "x-token"), "t0k");
   assert_null(ws_request_header(s, "x-missing"));
+  assert_string_equal(ws_request_header(s, "X-MULTI"), "one, two");
   assert_string_equal(ws_subprotocol(s), "b");
   /* Server-initiated close: the client sees the code and reason. */
   assert_int_equal(ws_send(s, "bye soon", 8, WS_TEXT), WS_OK);

@@ -166,13 +166,18 @@ WS_EXTERN int ws_accept(ws_server* s, ws_conn** out, int timeout_ms) {
 WS_EXTERN int ws_server_close(ws_server* s) {
   if (!s) return WS_EINVAL;
   try {
+    std::deque<ws_conn*> unaccepted;
     {
       std::lock_guard<std::mutex> g(s->mu);
       if (s->closed) return WS_OK;
       s->closed = true;
+      unaccepted.swap(s->acceptq);  // ws_accept answers WS_ECANCELED from now on
       s->update_fd_locked();
     }
     s->cv.notify_all();
+    // Connections nobody accepted hold a reference to the server: release them
+    // now, or the two would keep each other alive.
+    for (ws_conn* c : unaccepted) ws_free(c);
     api::server_retain(s);
     s->loop->post([s] {
       server_shutdown(s);

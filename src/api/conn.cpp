@@ -36,6 +36,7 @@ char g_read_buf[64 * 1024];
 void on_handle_closed(uv_handle_t* h);
 void close_transport(ws_conn* c, int code_if_unset, const char* why);
 void flush(ws_conn* c);
+void enqueue(ws_conn* c, wscore::api::Cmd&& cmd);
 void feed(ws_conn* c, uint8_t* data, size_t len);
 
 void set_detail(ws_conn* c, const std::string& d) {
@@ -232,6 +233,18 @@ void on_close_timeout(uv_timer_t* t) {
   close_transport(c, WS_CLOSE_ABNORMAL, "the peer did not answer the close in time");
 }
 
+// Sends the held-back close of a protocol error (pull mode), then bounds the close.
+void commit_failure(ws_conn* c) {
+  if (!c->session || !c->session->pending_failure() || c->transport_closing) return;
+  c->session->commit_failure();
+  c->state = WS_STATE_CLOSING;
+  uv_timer_stop(&c->timer);
+  uv_timer_start(&c->timer, on_close_timeout, static_cast<uint64_t>(std::max(c->opts->close_timeout, 1)), 0);
+  flush(c);
+}
+
+void on_commit_timeout(uv_timer_t* t) { commit_failure(static_cast<ws_conn*>(t->data)); }
+
 void on_handshake_timeout(uv_timer_t* t) {
   ws_conn* c = static_cast<ws_conn*>(t->data);
   close_transport(c, WS_CLOSE_ABNORMAL, "handshake timed out");
@@ -273,6 +286,9 @@ proto::SessionConfig session_config(ws_conn* c) {
   sc.role = c->is_server ? proto::Role::server : proto::Role::client;
   sc.max_message_size = c->opts->max_message_size;
   sc.auto_pong = true;
+  // Pull mode: replies to messages the application has not read yet must be
+  // able to precede the close of a protocol error that came after them.
+  sc.defer_failure = !c->opts->callback_mode;
   return sc;
 }
 
@@ -454,6 +470,7 @@ void deliver(ws_conn* c, int type, const uint8_t* data, size_t len) {
   {
     std::lock_guard<std::mutex> g(c->mu);
     c->inbox.push_back(m);
+    c->app_caught_up = false;
     c->update_fd_locked();
   }
   c->cv.notify_all();
@@ -490,6 +507,28 @@ void feed(ws_conn* c, uint8_t* data, size_t len) {
           }
         }
         c->state = WS_STATE_CLOSING;
+        if (ev.failed && c->session->pending_failure()) {
+          bool unread;
+          {
+            std::lock_guard<std::mutex> g(c->mu);
+            // Not caught up: a message was delivered that the application has
+            // not come back from yet (it may be about to answer it).
+            unread = !c->app_caught_up;
+            c->failure_pending = unread;
+            c->update_fd_locked();
+          }
+          if (unread) {
+            // The application reads the messages before the error first and may
+            // answer them; its next ws_receive (or the close timeout) sends the close.
+            c->state = WS_STATE_OPEN;
+            uv_read_stop(reinterpret_cast<uv_stream_t*>(&c->tcp));
+            uv_timer_stop(&c->timer);
+            uv_timer_start(&c->timer, on_commit_timeout, static_cast<uint64_t>(std::max(c->opts->close_timeout, 1)), 0);
+            break;
+          }
+          // Behind whatever the application already queued (replies to earlier messages).
+          enqueue(c, Cmd{Cmd::commit_failure});
+        }
         // Bound the wait for the peer's FIN / our flush.
         uv_timer_start(&c->timer, on_close_timeout, static_cast<uint64_t>(std::max(c->opts->close_timeout, 1)), 0);
         break;
@@ -669,6 +708,10 @@ void apply(ws_conn* c, Cmd& cmd) {
     }
     return;
   }
+  if (cmd.kind == Cmd::commit_failure) {
+    commit_failure(c);
+    return;
+  }
   if (cmd.kind == Cmd::upgrade_reject) {
     if (c->phase == Phase::pending_upgrade) send_error_and_close(c, cmd.status, cmd.data);
     return;
@@ -718,6 +761,11 @@ void submit(ws_conn* c, Cmd&& cmd) {
     flush(c);
     return;
   }
+  enqueue(c, std::move(cmd));
+}
+
+// Queues cmd behind every command already queued; the loop runs them in order.
+void enqueue(ws_conn* c, Cmd&& cmd) {
   bool post;
   {
     std::lock_guard<std::mutex> g(c->mu);
@@ -817,7 +865,10 @@ bool valid_close_request(int code, const char* reason) {
 
 // ---- internal API shared with server.cpp ----
 
-void ws_conn::update_fd_locked() { api::set_fd_ready(efd, &efd_signaled, !inbox.empty() || closed); }
+void ws_conn::update_fd_locked() {
+  // A pending failure keeps it readable too: the next ws_receive sends its close.
+  api::set_fd_ready(efd, &efd_signaled, !inbox.empty() || closed || (failure_pending && !commit_requested));
+}
 
 namespace wscore::api {
 
@@ -987,7 +1038,18 @@ WS_EXTERN int ws_receive(ws_conn* c, ws_message** out, int timeout_ms) {
       c->update_fd_locked();
       return WS_OK;
     }
+    c->app_caught_up = true;  // it asks for more than it was given
     if (c->closed) return WS_ECLOSED;
+    if (c->failure_pending && !c->commit_requested) {
+      // Everything before the protocol error was read (and answered, in order,
+      // through the same queue): now the loop may send the close.
+      c->commit_requested = true;
+      c->update_fd_locked();
+      lk.unlock();
+      submit(c, Cmd{Cmd::commit_failure});
+      lk.lock();
+      continue;
+    }
     if (timeout_ms == 0) return WS_EAGAIN;
     if (!api::wait_until(c->cv, lk, timeout_ms, deadline) && c->inbox.empty() && !c->closed)
       return WS_ETIMEDOUT;

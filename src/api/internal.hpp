@@ -65,7 +65,8 @@ using Clock = std::chrono::steady_clock;
 enum class Phase : uint8_t { connecting, handshake, pending_upgrade, open, closed };
 
 struct Cmd {
-  enum Kind : uint8_t { message, fragment, ping, pong, close, upgrade_accept, upgrade_reject } kind;
+  // message..pong carry payload bytes counted in pending_bytes; keep them first.
+  enum Kind : uint8_t { message, fragment, ping, pong, close, upgrade_accept, upgrade_reject, commit_failure } kind;
   explicit Cmd(Kind k) : kind(k) {}
   uint8_t type = 0;  // WS_TEXT / WS_BINARY
   bool fin = true;
@@ -127,6 +128,9 @@ struct ws_conn {
   bool efd_signaled = false;
   std::atomic<bool> closed{false};  // transport closed: nothing more will arrive (written under mu)
   bool peer_close_received = false;
+  bool failure_pending = false;   // a protocol error waits until the app read what came before it
+  bool commit_requested = false;  // ws_receive asked the loop to send that failure's close
+  bool app_caught_up = true;      // the app asked for more after the last delivered message
   int close_code = 0;
   std::string close_reason;
   std::string error_detail;

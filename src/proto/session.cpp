@@ -48,13 +48,15 @@ void Session::append_frame(Opcode op, bool fin, const uint8_t* data, size_t len)
 
 Event Session::fail_connection(uint16_t code, const char* why) {
   fail_why_ = why;
-  if (!close_sent_) {
+  if (cfg_.defer_failure && !close_sent_) {
+    pending_failure_ = code;
+  } else if (!close_sent_) {
     uint8_t payload[2] = {static_cast<uint8_t>(code >> 8), static_cast<uint8_t>(code)};
     append_frame(Opcode::close, true, payload, 2);
     close_sent_ = true;
   }
   state_ = State::closed;
-  should_close_ = true;
+  should_close_ = pending_failure_ == 0;
   close_reason_ = why;
   Event ev;
   ev.type = EventType::close;
@@ -234,6 +236,17 @@ void Session::handle_control(Event& ev) {
   ev.type = EventType::close;
   ev.close_code = code;
   ev.close_reason = close_reason_;
+}
+
+void Session::commit_failure() {
+  if (!pending_failure_) return;
+  if (!close_sent_) {
+    uint8_t payload[2] = {static_cast<uint8_t>(pending_failure_ >> 8), static_cast<uint8_t>(pending_failure_)};
+    append_frame(Opcode::close, true, payload, 2);
+    close_sent_ = true;
+  }
+  pending_failure_ = 0;
+  should_close_ = true;
 }
 
 // ---- send side ----

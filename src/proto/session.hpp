@@ -18,6 +18,11 @@ struct SessionConfig {
   Role role = Role::server;
   uint64_t max_message_size = 16u << 20;  // joined message; beyond -> close 1009
   bool auto_pong = true;                  // answer pings with pongs inside
+  // On a protocol error, hold the close frame back until commit_failure(), so
+  // that replies to messages delivered before the error can still go out
+  // first (a pull API whose application has not read them yet). Input after
+  // the error is ignored either way.
+  bool defer_failure = false;
 };
 
 enum class EventType : uint8_t {
@@ -98,6 +103,10 @@ class Session {
   // we failed the connection. A client that sent and received close also gets
   // true: it may wait briefly for the server's FIN, which is the transport's call.
   bool should_close_transport() const { return should_close_; }
+  // defer_failure: a failure is waiting for commit_failure() (its code, else 0).
+  uint16_t pending_failure() const { return pending_failure_; }
+  // Sends the held-back close frame of a deferred failure.
+  void commit_failure();
   // Role::client only: mask keys come from a CSPRNG (OpenSSL RAND_bytes, buffered).
 
  private:
@@ -142,6 +151,7 @@ class Session {
 
  private:
   uint16_t peer_code_ = 0;
+  uint16_t pending_failure_ = 0;
 };
 
 }  // namespace wscore::proto

@@ -318,6 +318,34 @@ static void test_idle_and_keepalive(void **state) {
   assert_int_equal(ws_open("wss://127.0.0.1:1/", NULL, &w), WS_ENOTSUP);
 }
 
+/* Pull mode: a protocol error right behind a valid message. The application
+ * still reads the message and its reply goes out before the close (1002). */
+static void test_reply_before_deferred_failure(void **state) {
+  (void)state;
+  ws_server *srv = listen_with(NULL);
+  int fd = raw_upgrade(ws_server_port(srv));
+  ws_conn *s = NULL;
+  assert_int_equal(ws_accept(srv, &s, 5000), WS_OK);
+  unsigned char f[64];
+  size_t n = client_frame(f, 0x81, "Hello", 5);
+  n += client_frame(f + n, 0xC1, "bad", 3); /* RSV1: protocol error */
+  write_all(fd, f, n);
+  ws_message *m = NULL;
+  assert_int_equal(ws_receive(s, &m, 5000), WS_OK);
+  usleep(50 * 1000); /* the loop has surely parsed the bad frame by now */
+  assert_int_equal(ws_send(s, ws_message_data(m), ws_message_size(m), WS_TEXT), WS_OK);
+  ws_message_free(m);
+  assert_int_equal(ws_receive(s, &m, 5000), WS_ECLOSED);
+  assert_int_equal(ws_close_code(s), 1002);
+  unsigned char buf[64];
+  int got = read_until_eof(fd, buf, sizeof buf, 3000);
+  assert_int_equal(got, 11);
+  assert_memory_equal(buf, "\x81\x05Hello\x88\x02\x03\xea", 11);
+  close(fd);
+  ws_free(s);
+  ws_server_free(srv);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_peer_vanishes_mid_frame),
@@ -329,6 +357,7 @@ int main(void) {
       cmocka_unit_test(test_ipv6),
       cmocka_unit_test(test_client_handshake_timeout),
       cmocka_unit_test(test_idle_and_keepalive),
+      cmocka_unit_test(test_reply_before_deferred_failure),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -326,6 +326,29 @@ static void test_client_masks_and_roundtrip(void**) {
   assert_string_equal(ev[1].data.c_str(), "hi");
 }
 
+// defer_failure: the close frame of a protocol error waits for commit_failure(),
+// and data frames can still be sent before it.
+static void test_deferred_failure(void**) {
+  SessionConfig c;
+  c.role = Role::server;
+  c.defer_failure = true;
+  Session s(c);
+  auto ev = run(s, cat({frame(0x81, "Hello"), frame(0xC1, "bad rsv")}), 0);
+  assert_int_equal(ev.size(), 2);
+  assert_int_equal(ev[1].type, EventType::close);
+  assert_int_equal(ev[1].code, 1002);
+  assert_int_equal(s.output_size(), 0);
+  assert_false(s.should_close_transport());
+  assert_int_equal(s.pending_failure(), 1002);
+  assert_int_equal(s.send_message(Opcode::text, reinterpret_cast<const uint8_t*>("Hello"), 5), SendResult::ok);
+  s.commit_failure();
+  const Bytes want = {0x81, 0x05, 'H', 'e', 'l', 'l', 'o', 0x88, 0x02, 0x03, 0xEA};
+  assert_int_equal(s.output_size(), want.size());
+  assert_memory_equal(s.output_data(), want.data(), want.size());
+  assert_true(s.should_close_transport());
+  assert_int_equal(s.pending_failure(), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_rfc_examples),
@@ -338,6 +361,7 @@ int main(void) {
       cmocka_unit_test(test_close_codes_from_peer),
       cmocka_unit_test(test_send_side),
       cmocka_unit_test(test_client_masks_and_roundtrip),
+      cmocka_unit_test(test_deferred_failure),
   };
   return cmocka_run_group_tests(tests, nullptr, nullptr);
 }

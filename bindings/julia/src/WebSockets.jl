@@ -282,13 +282,16 @@ function check(rc::Integer, what)
     throw(lib_error(rc))
 end
 
+# `subprotocols="chat"` means one name, not four one-letter ones.
+string_list(x) = x === nothing ? String[] : x isa AbstractString ? [String(x)] : String[string(y) for y in x]
+
 function positive_size(name::Symbol, n)
     (n isa Integer && n > 0) || throw(ArgumentError("$name must be a positive integer, got $(repr(n))"))
     return UInt64(n)
 end
 
 # A ws_options for the keywords, freed after f(opts) returns.
-function with_options(f; server::Bool, headers=Pair{String,String}[], subprotocols=nothing,
+function with_options(f; headers=Pair{String,String}[], subprotocols=nothing,
                       maxframesize=nothing, maxmessagesize=nothing, connect_timeout=nothing,
                       handshake_timeout=nothing, readtimeout=0, close_timeout=5,
                       ping_interval=nothing, pong_timeout=nothing, send_queue_limit=nothing,
@@ -311,8 +314,9 @@ function with_options(f; server::Bool, headers=Pair{String,String}[], subprotoco
         check(ccall(wsym(:ws_options_set_close_timeout), Cint, (Ptr{Cvoid}, Cint), o,
                     ms(:close_timeout, close_timeout)), "close_timeout")
         # HTTP.jl's readtimeout closes a connection that received nothing for that long; 0 = never.
-        readtimeout > 0 && check(ccall(wsym(:ws_options_set_idle_timeout), Cint, (Ptr{Cvoid}, Cint), o,
-                                       ms(:readtimeout, readtimeout)), "readtimeout")
+        idle = ms(:readtimeout, readtimeout; none_at_zero=true)
+        idle == -1 || check(ccall(wsym(:ws_options_set_idle_timeout), Cint, (Ptr{Cvoid}, Cint), o, idle),
+                            "readtimeout")
         if ping_interval !== nothing
             pt = something(pong_timeout, 2 * ping_interval)  # HTTP.jl's default: twice the interval
             check(ccall(wsym(:ws_options_set_keepalive), Cint, (Ptr{Cvoid}, Cint, Cint), o,
@@ -331,11 +335,11 @@ function with_options(f; server::Bool, headers=Pair{String,String}[], subprotoco
             check(ccall(wsym(:ws_options_add_header), Cint, (Ptr{Cvoid}, Cstring, Cstring), o, string(k), string(v)),
                   "header $(repr(string(k) => string(v))) (Host, Upgrade, Connection and Sec-WebSocket-* are set by wscore)")
         end
-        for p in something(subprotocols, String[])
-            check(ccall(wsym(:ws_options_add_subprotocol), Cint, (Ptr{Cvoid}, Cstring), o, string(p)),
-                  "subprotocol $(repr(p))")
+        for sp in string_list(subprotocols)
+            check(ccall(wsym(:ws_options_add_subprotocol), Cint, (Ptr{Cvoid}, Cstring), o, sp),
+                  "subprotocol $(repr(sp))")
         end
-        for org in something(origins, String[])
+        for org in string_list(origins)
             check(ccall(wsym(:ws_options_add_origin), Cint, (Ptr{Cvoid}, Cstring), o, string(org)), "origin $(repr(org))")
         end
         require_origin && check(ccall(wsym(:ws_options_set_require_origin), Cint, (Ptr{Cvoid}, Cint), o, Cint(1)),
@@ -409,7 +413,7 @@ function open(url::AbstractString; kw...)
     out = Ref{Ptr{Cvoid}}(C_NULL)
     # ws_open blocks during DNS/TCP/TLS/handshake (at most connect_timeout):
     # on libuv's thread pool it leaves this thread free for other tasks.
-    rc = with_options(; server=false, kw...) do o
+    rc = with_options(; kw...) do o
         @threadcall(FP_WS_OPEN[], Cint, (Cstring, Ptr{Cvoid}, Ptr{Ptr{Cvoid}}), u, o, out)
     end
     p = out[]
@@ -504,7 +508,7 @@ function Base.isready(ws::WebSocket)
     p == C_NULL && return false
     try
         # Taken to answer the question, the message waits in the backlog for receive.
-        return @lock ws.lk begin
+        return Base.@lock ws.lk begin
             rc, msg = try_receive(p)
             rc == WS_OK && push!(ws.backlog, msg)
             rc == WS_OK
@@ -587,12 +591,12 @@ several tasks are serialised message by message.
 """
 function send(ws::WebSocket, x::Union{AbstractString,AbstractVector{UInt8}})
     data, typ = payload(x)
-    @lock ws.sendlock send_frame(ws, data, typ, nothing)
+    Base.@lock ws.sendlock send_frame(ws, data, typ, nothing)
     return nothing
 end
 
 function send(ws::WebSocket, parts)
-    @lock ws.sendlock begin
+    Base.@lock ws.sendlock begin
         st = iterate(parts)
         if st === nothing
             send_frame(ws, "", WS_TEXT, nothing)
@@ -622,7 +626,7 @@ end
 
 """    send_batch(ws, msgs) — sends each element of `msgs` as its own message (HTTP.jl 2.x)."""
 function send_batch(ws::WebSocket, msgs)
-    @lock ws.sendlock for m in msgs
+    Base.@lock ws.sendlock for m in msgs
         (m isa AbstractString || m isa AbstractVector{UInt8}) ||
             throw(ArgumentError("send_batch entries must be AbstractString or AbstractVector{UInt8}"))
         data, typ = payload(m)
@@ -699,7 +703,7 @@ function Base.close(ws::WebSocket, body::CloseFrameBody=CloseFrameBody(1000, "")
         # Each take and its push happen under lk, so a receive that meets
         # WS_ECLOSED and then looks at the backlog cannot miss a message.
         while true
-            took = @lock ws.lk begin
+            took = Base.@lock ws.lk begin
                 rc2, msg = try_receive(p)
                 rc2 == WS_OK && push!(ws.backlog, msg)
                 rc2 == WS_OK
@@ -818,7 +822,7 @@ function decide_upgrade!(ws::WebSocket, check_origin, supported)
         # Subprotocol names are case-sensitive; the client's order is its preference.
         offered = [String(strip(t)) for t in split(header(ws.request, "Sec-WebSocket-Protocol"), ',')
                    if !isempty(strip(t))]
-        ours = Set(String[string(x) for x in something(supported, String[])])
+        ours = Set(string_list(supported))
         i = findfirst(in(ours), offered)
         sp = i === nothing ? "" : offered[i]
         rc = isempty(sp) ? ccall(wsym(:ws_upgrade_accept), Cint, (Ptr{Cvoid}, Ptr{UInt8}), p, C_NULL) :
@@ -833,7 +837,10 @@ end
 
 function serve_conn(f, s::Server, ws::WebSocket, check_origin, supported, suppress_close_error::Bool)
     try
-        check_origin === nothing || decide_upgrade!(ws, check_origin, supported) || return
+        if check_origin !== nothing && !decide_upgrade!(ws, check_origin, supported)
+            release!(ws)  # refused (403) or gone: nothing to close
+            return
+        end
         try
             f(ws)
         catch e
@@ -848,7 +855,7 @@ function serve_conn(f, s::Server, ws::WebSocket, check_origin, supported, suppre
     finally
         isclosed(ws) || quietly_close(ws, CloseFrameBody(1000, ""))
         release!(ws)
-        @lock s.lock begin
+        Base.@lock s.lock begin
             delete!(s.conns, ws)
             delete!(s.handlers, current_task())
         end
@@ -864,7 +871,7 @@ function accept_loop(f, s::Server, check_origin, supported, suppress_close_error
             manual = ccall(wsym(:ws_state), Cint, (Ptr{Cvoid},), p) == WS_STATE_CONNECTING
             sp = manual ? "" : cstr(ccall(wsym(:ws_subprotocol), Ptr{UInt8}, (Ptr{Cvoid},), p))
             ws = WebSocket(p, false, server_request(p), nothing, sp)
-            @lock s.lock begin
+            Base.@lock s.lock begin
                 push!(s.conns, ws)
                 # Each connection gets its own task (spread over threads when julia has several).
                 t = Threads.@spawn serve_conn(f, s, ws, manual ? check_origin : nothing, supported,
@@ -901,7 +908,7 @@ function listen!(f, host="127.0.0.1", port::Integer=8081;
         throw(ArgumentError("check_origin must be a function origin -> Bool"))
     h = string(host)
     out = Ref{Ptr{Cvoid}}(C_NULL)
-    rc = with_options(; server=true, subprotocols, manual_upgrade=check_origin !== nothing, kw...) do o
+    rc = with_options(; subprotocols, manual_upgrade=check_origin !== nothing, kw...) do o
         ccall(wsym(:ws_listen), Cint, (Cstring, Cint, Ptr{Cvoid}, Ptr{Ptr{Cvoid}}), h, Cint(port), o, out)
     end
     rc == WS_OK || throw(lib_error(rc))
@@ -931,7 +938,7 @@ end
 listen(f, port::Integer; kw...) = listen(f, "127.0.0.1", port; kw...)
 
 function shutdown!(s::Server)
-    first = @lock s.lock begin
+    first = Base.@lock s.lock begin
         was = s.closing
         s.closing = true
         # Our own shutdown: handlers see their iteration end quietly.
@@ -945,7 +952,7 @@ function shutdown!(s::Server)
 end
 
 function free_server!(s::Server)
-    p = @lock s.lock begin
+    p = Base.@lock s.lock begin
         q = s.ptr
         s.ptr = C_NULL
         q
@@ -957,7 +964,7 @@ end
 """Stops accepting, closes every connection with 1001 and waits for their handlers to return."""
 function Base.close(s::Server)
     shutdown!(s)
-    for t in @lock(s.lock, collect(s.handlers))
+    for t in Base.@lock(s.lock, collect(s.handlers))
         t === current_task() && continue  # close(server) from inside a handler must not wait for itself
         try
             wait(t)
@@ -972,7 +979,7 @@ end
 """Stops accepting and frees every connection at once, without waiting for handlers."""
 function forceclose(s::Server)
     shutdown!(s)
-    foreach(release!, @lock(s.lock, collect(s.conns)))
+    foreach(release!, Base.@lock(s.lock, collect(s.conns)))
     free_server!(s)
     return nothing
 end

@@ -1,41 +1,104 @@
 # The Julia binding's test suite, for a machine with Julia 1.10+ and a built
-# libwscore (ENV["WSCORE_LIBRARY"] or the repository's build tree).
+# libwscore (ENV["WSCORE_LIBRARY"], or found in the repository's build tree):
+#     julia --project=bindings/julia -e 'using Pkg; Pkg.test()'
+# Every server listens on 127.0.0.1 port 0; a watchdog ends a hung run.
 using Test
+using Sockets, SHA, Base64
+using WSCore
 using WSCore.WebSockets
 const WS = WSCore.WebSockets
 
-echo(ws) = for msg in ws
+const WATCHDOG = Timer(600) do _
+    println(stderr, "runtests.jl: still running after 600 s; giving up")
+    exit(2)
+end
+
+echo_handler(ws) = for msg in ws
     send(ws, msg)
 end
 
-@testset "WSCore.WebSockets" begin
-    server = WS.listen!(echo, "127.0.0.1", 0)
-    url = "ws://127.0.0.1:$(WS.port(server))/"
+url_of(s, target="/") = "ws://127.0.0.1:$(WS.port(s))$target"
 
-    @testset "text, binary, empty, large" begin
-        WS.open(url) do ws
-            for msg in ("hello", "naïve ✓", "", "x"^70000)
-                send(ws, msg)
-                @test receive(ws) == msg
+caught(f) = try
+    f()
+    nothing
+catch e
+    e
+end
+
+# A TCP server that answers the upgrade by hand and then behaves badly, for the
+# failures a well-behaved wscore peer never produces.
+function raw_server(behave)
+    srv = listen(ip"127.0.0.1", 0)
+    _, port = getsockname(srv)
+    task = @async try
+        while true
+            sock = accept(srv)
+            @async try
+                behave(sock)
+            catch
             end
-            for msg in (UInt8[], UInt8[0, 255], rand(UInt8, 1 << 20))
+        end
+    catch
+    end
+    return srv, Int(port), task
+end
+
+function raw_upgrade(sock)
+    key = ""
+    while true
+        line = readline(sock)
+        isempty(line) && break
+        m = match(r"^sec-websocket-key:\s*(\S+)"i, line)
+        m === nothing || (key = m[1])
+    end
+    accept = base64encode(sha1(key * "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
+    write(sock, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" *
+                "Sec-WebSocket-Accept: $accept\r\n\r\n")
+end
+
+@testset "WSCore.WebSockets" begin
+    server = WS.listen!(echo_handler, "127.0.0.1", 0; suppress_close_error=true)
+    url = url_of(server)
+    @test WS.port(server) > 0
+    @test isopen(server)
+
+    @testset "echo: text, binary, empty, large" begin
+        WS.open(url) do ws
+            for msg in ("hello", "naïve ✓ 日本", "", "x"^70_000, SubString("abcdef", 2, 4))
                 send(ws, msg)
-                @test receive(ws) == msg
+                got = receive(ws)
+                @test got isa String
+                @test got == msg
+            end
+            for msg in (UInt8[], UInt8[0, 255], rand(UInt8, 1 << 20), view(UInt8[1, 2, 3, 4], 2:3))
+                send(ws, msg)
+                got = receive(ws)
+                @test got isa Vector{UInt8}
+                @test got == msg
             end
         end
     end
 
-    @testset "fragments from iterables" begin
+    @testset "fragments from iterables; send_batch" begin
         WS.open(url) do ws
             send(ws, ["frag", "men", "ted"])
             @test receive(ws) == "fragmented"
-            send(ws, (UInt8[1], UInt8[2, 3]))
+            send(ws, (UInt8[1], UInt8[2, 3], UInt8[]))
             @test receive(ws) == UInt8[1, 2, 3]
-            @test_throws ArgumentError send(ws, ["a", UInt8[1]])
+            send(ws, String[])                       # HTTP.jl: an empty iterable is an empty text message
+            @test receive(ws) == ""
+            send(ws, ("é"[1:1], "\u00e9"))           # fragments are text as a whole
+            @test receive(ws) == "éé"
+            WS.send_batch(ws, ["a", UInt8[2], "c"])
+            @test receive(ws) == "a"
+            @test receive(ws) == UInt8[2]
+            @test receive(ws) == "c"
+            @test_throws ArgumentError WS.send_batch(ws, [1])
         end
     end
 
-    @testset "open(f) returns f's value and closes" begin
+    @testset "open(f) returns f's value and frees the connection" begin
         ws_ref = Ref{Any}()
         v = WS.open(url) do ws
             ws_ref[] = ws
@@ -43,73 +106,258 @@ end
             receive(ws)
         end
         @test v == "v"
-        @test isclosed(ws_ref[])
+        @test WS.isclosed(ws_ref[])
+        @test ws_ref[].ptr == C_NULL                # freed, not left to the finalizer
+        @test_throws WebSocketError send(ws_ref[], "after")
     end
 
-    @testset "ping and close codes" begin
+    @testset "open(url) without f; close codes both ways" begin
         ws = WS.open(url)
+        @test isopen(ws)
         ping(ws, "are you there")
         pong(ws)
+        @test_throws ArgumentError ping(ws, rand(UInt8, 126))
         send(ws, "after ping")
         @test receive(ws) == "after ping"
-        close(ws, CloseFrameBody(4001, "custom"))
-        @test isclosed(ws)
-        err = try
-            receive(ws)
-        catch e
-            e
-        end
+        @test_throws ArgumentError close(ws, WS.CloseFrameBody(1006, ""))   # never sent on the wire
+        @test_throws ArgumentError close(ws, WS.CloseFrameBody(1000, "x"^124))
+        close(ws, WS.CloseFrameBody(4001, "custom"))
+        @test WS.isclosed(ws)
+        err = caught(() -> receive(ws))
         @test err isa WebSocketError
-        @test err.message.code == 4001
-        @test err.message.status == 4001          # HTTP.jl 1.x field names
+        @test err.message.code == 4001             # the echo server answers with the same code
+        @test err.message.status == 4001           # HTTP.jl 1.x field names
         @test err.message.message == "custom"
+        @test !WS.isok(err)
+        close(ws)                                   # closing twice is harmless
+        @test collect(ws) == []                     # our own close: iteration ends quietly
     end
 
-    @testset "iteration ends quietly on a normal close" begin
-        s2 = WS.listen!("127.0.0.1", 0) do ws
+    @testset "server close codes reach the client; messages before the close stay readable" begin
+        s = WS.listen!("127.0.0.1", 0) do ws
+            target = ws.request.target
             send(ws, "one")
             send(ws, "two")
-            close(ws)
+            if target == "/normal"
+                close(ws)
+            elseif target == "/custom"
+                close(ws, WS.CloseFrameBody(4002, "bye"))
+            else
+                close(ws; statusnumber=1001, freereason="going")   # WebSockets.jl spelling
+            end
         end
         got = String[]
-        WS.open("ws://127.0.0.1:$(WS.port(s2))/") do ws
+        WS.open(url_of(s, "/normal")) do ws
             for m in ws
                 push!(got, m)
             end
         end
         @test got == ["one", "two"]
-        close(s2)
+        err = caught() do
+            WS.open(url_of(s, "/custom"); suppress_close_error=true) do ws
+                for m in ws
+                end
+            end
+        end
+        @test err isa WebSocketError && err.message.code == 4002 && err.message.reason == "bye"
+        WS.open(url_of(s, "/away")) do ws
+            @test receive(ws) == "one"
+            @test receive(ws) == "two"
+            e = caught(() -> receive(ws))
+            @test e isa WebSocketError && e.message.code == 1001 && WS.isok(e)
+        end
+        close(s)
     end
 
-    @testset "server sees the request" begin
+    @testset "a dropped connection is 1006" begin
+        srv, port, task = raw_server(sock -> (raw_upgrade(sock); close(sock)))
+        ws = WS.open("ws://127.0.0.1:$port/")
+        err = caught(() -> receive(ws))
+        @test err isa WebSocketError && err.message.code == 1006
+        @test_throws WebSocketError [m for m in ws]   # iteration rethrows abnormal closes
+        close(ws)
+        close(srv)
+    end
+
+    @testset "server sees the request; subprotocols" begin
         seen = Channel{Any}(1)
-        s3 = WS.listen!("127.0.0.1", 0) do ws
-            put!(seen, ws.request)
+        s = WS.listen!("127.0.0.1", 0; subprotocols=["chat", "superchat"]) do ws
+            put!(seen, (ws.request, WS.subprotocol(ws)))
         end
-        WS.open("ws://127.0.0.1:$(WS.port(s3))/room?x=1"; headers=["X-Token" => "abc"]) do ws
-            nothing
+        WS.open(url_of(s, "/room?x=1"); headers=["X-Token" => "abc"], subprotocols=["other", "superchat"]) do ws
+            @test WS.subprotocol(ws) == "superchat"
+            @test ws.response.status == 101
+            @test WS.header(ws.response, "sec-websocket-protocol") == "superchat"
+            @test ws.request.target == "/room?x=1"
         end
-        req = take!(seen)
+        req, sp = take!(seen)
+        @test sp == "superchat"
+        @test req.method == "GET"
+        @test req.target == "/room?x=1"
         @test req.path == "/room"
         @test req.query == "x=1"
         @test WS.header(req, "x-token") == "abc"
-        close(s3)
+        @test WS.header(req, "absent", "none") == "none"
+        @test WS.isupgrade(req)
+        @test req.headers isa Vector{Pair{String,String}}
+        close(s)
     end
 
-    @testset "1,000 tasks on one thread" begin
+    @testset "origins and check_origin" begin
+        s = WS.listen!(echo_handler, "127.0.0.1", 0; origins=["http://good.example"])
+        err = caught(() -> WS.open(url_of(s); headers=["Origin" => "http://evil.example"]))
+        @test err isa WS.WSCoreError && err.name == "WS_EHANDSHAKE" && err.status == 403
+        WS.open(url_of(s); headers=["Origin" => "http://good.example"]) do ws
+            send(ws, "ok")
+            @test receive(ws) == "ok"
+        end
+        close(s)
+
+        asked = String[]
+        s = WS.listen!(echo_handler, "127.0.0.1", 0; subprotocols=["chat"],
+                       check_origin = o -> (push!(asked, o); o != "http://evil.example"))
+        err = caught(() -> WS.open(url_of(s); headers=["Origin" => "http://evil.example"]))
+        @test err isa WS.WSCoreError && err.status == 403
+        WS.open(url_of(s); headers=["Origin" => "http://fine.example"], subprotocols=["chat"]) do ws
+            @test WS.subprotocol(ws) == "chat"
+            send(ws, "checked")
+            @test receive(ws) == "checked"
+        end
+        @test asked == ["http://evil.example", "http://fine.example"]
+        close(s)
+    end
+
+    @testset "1,000 connections, one task each, on one thread" begin
         results = Vector{String}(undef, 1000)
+        threads = Set{Int}()
         @sync for i in 1:1000
             @async WS.open(url) do ws
+                push!(threads, Threads.threadid())
                 send(ws, "m$i")
                 results[i] = receive(ws)
             end
         end
         @test results == ["m$i" for i in 1:1000]
+        @test length(threads) == 1               # @async tasks share this thread: nothing parked it
     end
 
-    @testset "errors" begin
-        @test_throws WS.WSCoreError WS.open("http://nope/")
-        @test_throws WS.WSCoreError WS.open("ws://127.0.0.1:1/")
+    @testset "a receive waiting in the scheduler does not block other tasks" begin
+        s = WS.listen!("127.0.0.1", 0) do ws
+            sleep(0.5)
+            send(ws, "late")
+            receive(ws)
+        end
+        WS.open(url_of(s)) do ws
+            t = @async receive(ws)
+            ticks = 0
+            while !istaskdone(t)
+                ticks += 1
+                sleep(0.01)
+            end
+            @test fetch(t) == "late"
+            @test ticks >= 10                    # this task ran while the other waited
+        end
+        close(s)
+    end
+
+    @testset "close while another task waits in receive" begin
+        WS.open(url) do ws
+            t = @async [m for m in ws]           # ends quietly after our close
+            sleep(0.1)
+            close(ws)
+            @test fetch(t) == []
+        end
+    end
+
+    @testset "backpressure: sends yield while the queue is full" begin
+        s = WS.listen!(echo_handler, "127.0.0.1", 0; send_queue_limit=64 * 1024)
+        WS.open(url_of(s); send_queue_limit=64 * 1024) do ws
+            chunk = rand(UInt8, 64 * 1024)
+            n = 256                                # 16 MiB each way
+            reader = @async begin
+                ok = 0
+                for _ in 1:n
+                    receive(ws) == chunk && (ok += 1)
+                end
+                ok
+            end
+            for _ in 1:n
+                send(ws, chunk)
+            end
+            @test fetch(reader) == n
+        end
+        close(s)
+    end
+
+    @testset "concurrent fragmented sends are serialised" begin
+        WS.open(url) do ws
+            @sync for k in 1:8
+                @async send(ws, ("t$k-", "a", "b", "c"))
+            end
+            got = sort([receive(ws) for _ in 1:8])
+            @test got == sort(["t$k-abc" for k in 1:8])
+        end
+    end
+
+    @testset "isready" begin
+        WS.open(url) do ws
+            @test !isready(ws)
+            send(ws, "r")
+            deadline = time() + 5
+            while !isready(ws) && time() < deadline
+                sleep(0.01)
+            end
+            @test isready(ws)
+            @test receive(ws) == "r"
+            @test !isready(ws)
+        end
+    end
+
+    @testset "limits and timeouts" begin
+        small = WS.listen!(echo_handler, "127.0.0.1", 0; maxframesize=1000, suppress_close_error=true)
+        WS.open(url_of(small)) do ws
+            send(ws, "y"^1000)
+            @test receive(ws) == "y"^1000
+            send(ws, "y"^1001)
+            e = caught(() -> receive(ws))
+            @test e isa WebSocketError && e.message.code == 1009
+        end
+        close(small)
+
+        idle = WS.listen!(echo_handler, "127.0.0.1", 0; readtimeout=0.3)
+        WS.open(url_of(idle)) do ws
+            t0 = time()
+            e = caught(() -> receive(ws))
+            @test e isa WebSocketError && e.message.code == 1001
+            @test 0.2 < time() - t0 < 5
+        end
+        close(idle)
+
+        # A peer that accepts TCP but never answers the upgrade.
+        srv, port, _ = raw_server(sock -> sleep(10))
+        t0 = time()
+        e = caught(() -> WS.open("ws://127.0.0.1:$port/"; connect_timeout=0.3))
+        @test e isa WS.WSCoreError && e.name == "WS_ETIMEDOUT"
+        @test time() - t0 < 5
+        close(srv)
+
+        @test_throws ArgumentError WS.open(url; connect_timeout=-1)
+        @test_throws ArgumentError WS.open(url; maxframesize=0)
+        @test_throws ArgumentError WS.open(url; sslconfig=:something)
+    end
+
+    @testset "connection errors" begin
+        gone = WS.listen!(echo_handler, "127.0.0.1", 0)
+        port = WS.port(gone)
+        close(gone)
+        e = caught(() -> WS.open("ws://127.0.0.1:$port/"))
+        @test e isa WS.WSCoreError && e.name == "WS_ECONNREFUSED"
+        @test occursin("refused", sprint(showerror, e))
+        @test_throws ArgumentError WS.open("http://127.0.0.1:$port/")
+        e = caught(() -> WS.open("ws://"))
+        @test e isa WS.WSCoreError && e.name == "WS_EURL"
+        @test_throws ArgumentError WS.open("ws://127.0.0.1:$port/\0")
+        @test_throws ArgumentError WS.listen!(echo_handler, "127.0.0.1", 70000)
     end
 
     @testset "WebSockets.jl habits" begin
@@ -117,9 +365,49 @@ end
             @test writeguarded(ws, "compat")
             data, ok = readguarded(ws)
             @test ok && String(data) == "compat"
+            @test write(ws, UInt8[7, 8]) == 2
+            @test read(ws) == UInt8[7, 8]
+            close(ws)
+            @test !writeguarded(ws, "late")
+            @test readguarded(ws) == (UInt8[], false)
         end
+    end
+
+    @testset "blocking listen ends when interrupted" begin
+        t = @async WS.listen(echo_handler, "127.0.0.1", 0)
+        sleep(0.2)
+        @test !istaskdone(t)
+        schedule(t, InterruptException(); error=true)
+        @test_throws TaskFailedException wait(t)
+    end
+
+    @testset "server close: clients see 1001, handlers finish" begin
+        handled = Threads.Atomic{Int}(0)
+        s = WS.listen!("127.0.0.1", 0) do ws
+            for m in ws
+                send(ws, m)
+            end
+            Threads.atomic_add!(handled, 1)
+        end
+        clients = [WS.open(url_of(s)) for _ in 1:5]
+        foreach(c -> (send(c, "hi"); @test receive(c) == "hi"), clients)
+        close(s)
+        @test !isopen(s)
+        @test handled[] == 5
+        for c in clients
+            e = caught(() -> receive(c))
+            @test e isa WebSocketError && WS.isok(e)
+            close(c)
+        end
+
+        s = WS.listen!(echo_handler, "127.0.0.1", 0)
+        c = WS.open(url_of(s))
+        WS.forceclose(s)
+        @test caught(() -> receive(c)) isa WebSocketError
+        close(c)
     end
 
     close(server)
     @test !isopen(server)
 end
+close(WATCHDOG)

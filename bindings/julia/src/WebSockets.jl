@@ -331,11 +331,18 @@ function with_options(f; headers=Pair{String,String}[], subprotocols=nothing,
             (Ptr{Cvoid}, Csize_t), o, Csize_t(positive_size(:send_queue_limit, send_queue_limit))), "send_queue_limit")
         # Sends never park the thread: a full queue answers WS_EAGAIN and the task yields.
         check(ccall(wsym(:ws_options_set_send_timeout), Cint, (Ptr{Cvoid}, Cint), o, Cint(0)), "send_timeout")
+        protocols = string_list(subprotocols)
         for (k, v) in headers
+            # HTTP.jl has no subprotocols keyword: its users offer them with this
+            # header, which wscore writes itself; so it becomes the keyword.
+            if lowercase(string(k)) == "sec-websocket-protocol"
+                append!(protocols, [String(strip(t)) for t in split(string(v), ',') if !isempty(strip(t))])
+                continue
+            end
             check(ccall(wsym(:ws_options_add_header), Cint, (Ptr{Cvoid}, Cstring, Cstring), o, string(k), string(v)),
                   "header $(repr(string(k) => string(v))) (Host, Upgrade, Connection and Sec-WebSocket-* are set by wscore)")
         end
-        for sp in string_list(subprotocols)
+        for sp in protocols
             check(ccall(wsym(:ws_options_add_subprotocol), Cint, (Ptr{Cvoid}, Cstring), o, sp),
                   "subprotocol $(repr(sp))")
         end

@@ -191,6 +191,12 @@ end
             @test ws.request.target == "/room?x=1"
         end
         req, sp = take!(seen)
+        # HTTP.jl's way of offering subprotocols: the header.
+        WS.open(url_of(s); headers=["Sec-WebSocket-Protocol" => "nope, chat"]) do ws
+            @test WS.subprotocol(ws) == "chat"
+        end
+        take!(seen)
+        @test_throws ArgumentError WS.open(url_of(s); headers=["Sec-WebSocket-Key" => "x"])
         @test sp == "superchat"
         @test req.method == "GET"
         @test req.target == "/room?x=1"

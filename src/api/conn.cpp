@@ -506,7 +506,6 @@ void feed(ws_conn* c, uint8_t* data, size_t len) {
             c->peer_close_received = true;
           }
         }
-        c->state = WS_STATE_CLOSING;
         if (ev.failed && c->session->pending_failure()) {
           bool unread;
           {
@@ -519,8 +518,8 @@ void feed(ws_conn* c, uint8_t* data, size_t len) {
           }
           if (unread) {
             // The application reads the messages before the error first and may
-            // answer them; its next ws_receive (or the close timeout) sends the close.
-            c->state = WS_STATE_OPEN;
+            // answer them (the state stays OPEN for that); its next ws_receive
+            // (or the close timeout) sends the close.
             uv_read_stop(reinterpret_cast<uv_stream_t*>(&c->tcp));
             uv_timer_stop(&c->timer);
             uv_timer_start(&c->timer, on_commit_timeout, static_cast<uint64_t>(std::max(c->opts->close_timeout, 1)), 0);
@@ -528,7 +527,9 @@ void feed(ws_conn* c, uint8_t* data, size_t len) {
           }
           // Behind whatever the application already queued (replies to earlier messages).
           enqueue(c, Cmd{Cmd::commit_failure});
+          break;  // commit_failure moves to CLOSING and bounds the close
         }
+        c->state = WS_STATE_CLOSING;
         // Bound the wait for the peer's FIN / our flush.
         uv_timer_start(&c->timer, on_close_timeout, static_cast<uint64_t>(std::max(c->opts->close_timeout, 1)), 0);
         break;

@@ -15,6 +15,15 @@ bool receivable_close_code(uint16_t c) {
 
 constexpr size_t kMaxCloseReason = kMaxControlPayload - 2;
 
+// Buffers keep their capacity between messages so that steady traffic never
+// allocates, but one 16 MiB message must not pin 16 MiB for the life of an
+// otherwise idle connection (thousands of them per process).
+constexpr size_t kRetainedCapacity = 1u << 20;
+
+void trim(std::vector<uint8_t>& v) {
+  if (v.capacity() > kRetainedCapacity) std::vector<uint8_t>().swap(v);
+}
+
 }  // namespace
 
 Session::Session(const SessionConfig& cfg) : cfg_(cfg), dec_(cfg.role) {}
@@ -23,6 +32,7 @@ void Session::consume_output(size_t n) {
   out_pos_ += std::min(n, out_.size() - out_pos_);
   if (out_pos_ == out_.size()) {
     out_.clear();
+    trim(out_);
     out_pos_ = 0;
   } else if (out_pos_ >= 65536 && out_pos_ * 2 >= out_.size()) {
     out_.erase(out_.begin(), out_.begin() + static_cast<ptrdiff_t>(out_pos_));
@@ -95,6 +105,7 @@ size_t Session::receive(uint8_t* data, size_t len, Event& ev) {
         }
         rx_msg_op_ = h.opcode;
         msg_.clear();
+        trim(msg_);
         msg_size_ = 0;
         rx_utf8_.reset();
       }
@@ -307,6 +318,13 @@ SendResult Session::send_close(uint16_t code, std::string_view reason) {
   if (!utf8_valid(reinterpret_cast<const uint8_t*>(reason.data()), reason.size()))
     return SendResult::bad_utf8;
   if (close_sent_) return SendResult::bad_state;
+  if (pending_failure_) {
+    // The connection already failed: the peer must learn why (1002/1007/1009),
+    // not a code the application chose without knowing; and the session must
+    // stay closed rather than fall back to closing.
+    commit_failure();
+    return SendResult::ok;
+  }
   uint8_t payload[kMaxControlPayload];
   size_t n = 0;
   if (code) {

@@ -86,6 +86,8 @@ class Session {
   SendResult send_pong(const uint8_t* data, size_t len);
   // code 0: a close frame without payload. Moves open -> closing (or, when the
   // peer's close was already received, -> closed).
+  // With a deferred failure pending (defer_failure), sends that failure's close
+  // frame instead (as commit_failure()) and returns ok; the state stays closed.
   SendResult send_close(uint16_t code, std::string_view reason);
 
   // ---- output ----

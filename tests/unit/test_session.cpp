@@ -169,6 +169,12 @@ static void expect_fail(const Bytes& in, uint16_t code) {
     assert_memory_equal(s.output_data(), want.data(), 4);
     assert_int_equal(s.state(), State::closed);
     assert_true(s.should_close_transport());
+    // Whatever follows the error is ignored: no event, no more output.
+    Bytes more = frame(0x89, "ping after the error");
+    Event e;
+    assert_int_equal(s.receive(more.data(), more.size(), e), more.size());
+    assert_int_equal(e.type, EventType::none);
+    assert_int_equal(s.output_size(), 4);
   }
 }
 
@@ -185,6 +191,224 @@ static void test_protocol_errors(void**) {
   expect_fail(cat({frame(0x01, "ok"), frame(0x80, "\xc0\xaf")}), 1007);  // overlong in a fragment
   expect_fail(frame(0x81, "\xe2\x82"), 1007);                          // text ends mid-character
   expect_fail(frame(0x88, "\x03\xe8\xff"), 1007);                      // close reason not UTF-8
+  expect_fail(cat({frame(0x01, "a"), frame(0x02, "b")}), 1002);        // binary mid-text-fragments
+  expect_fail(frame(0x8B, ""), 1002);                                  // reserved control opcode
+  expect_fail(frame(0xA1, "x"), 1002);                                 // RSV2
+  expect_fail(frame(0x91, "x"), 1002);                                 // RSV3
+  // 64-bit length with its most significant bit set.
+  expect_fail({0x82, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 0, kKey[0], kKey[1], kKey[2], kKey[3]}, 1002);
+  // A truncated character followed by ASCII, split across fragments.
+  expect_fail(cat({frame(0x01, "ab\xe2\x82"), frame(0x80, "cd")}), 1007);
+  // Close codes that only the sender side knows must never arrive on the wire.
+  expect_fail(frame(0x88, "\x03\xed"), 1002);                          // 1005
+  expect_fail(frame(0x88, "\x03\xee"), 1002);                          // 1006
+  expect_fail(frame(0x88, "\x03\xf7"), 1002);                          // 1015
+}
+
+// A client must reject masked frames, and its own close frame is masked.
+static void test_client_errors(void**) {
+  for (const Bytes& in : {frame(0x81, "masked", true), frame(0xC2, "rsv1", false), frame(0x80, "cont", false)}) {
+    SessionConfig cc;
+    cc.role = Role::client;
+    Session c(cc);
+    auto ev = run(c, in, 0);
+    assert_int_equal(ev.size(), 1);
+    assert_true(ev[0].failed);
+    assert_int_equal(ev[0].code, 1002);
+    assert_int_equal(c.output_size(), 8);
+    Bytes out(c.output_data(), c.output_data() + 8);
+    assert_int_equal(out[0], 0x88);
+    assert_int_equal(out[1], 0x82);  // masked, 2-byte payload
+    mask_bytes(out.data() + 6, 2, out.data() + 2);
+    assert_int_equal(out[6], 0x03);
+    assert_int_equal(out[7], 0xEA);
+  }
+}
+
+// The failure shows at the byte that makes the text invalid, not before and
+// not only at the end of the frame or message.
+static void test_fail_fast_exact_byte(void**) {
+  struct {
+    std::string payload;
+    size_t bad;  // index of the first invalid byte in the payload
+  } cases[] = {
+      {std::string("abc\xed\xa0\x80") + std::string(100, 'z'), 4},  // surrogate: at 0xA0
+      {std::string("ab\xe2\x82") + "cdef" + std::string(50, 'y'), 4},  // truncated then ASCII
+      {std::string(200, 'a') + "\xc0\xaf" + std::string(50, 'b'), 200},  // overlong: at 0xC0
+  };
+  for (const auto& c : cases) {
+    Bytes in = frame(0x01, c.payload);  // first fragment of a longer message
+    const size_t hdr = in.size() - c.payload.size();
+    SessionConfig sc;
+    sc.role = Role::server;
+    Session s(sc);
+    Event ev;
+    size_t upto = hdr + c.bad;  // everything before the bad byte
+    assert_int_equal(s.receive(in.data(), upto, ev), upto);
+    assert_int_equal(ev.type, EventType::none);
+    assert_int_equal(s.output_size(), 0);
+    s.receive(in.data() + upto, 1, ev);
+    assert_int_equal(ev.type, EventType::close);
+    assert_int_equal(ev.close_code, 1007);
+    const Bytes want = {0x88, 0x02, 0x03, 0xEF};
+    assert_int_equal(s.output_size(), 4);
+    assert_memory_equal(s.output_data(), want.data(), 4);
+  }
+}
+
+// RFC 6455 5.2 requires the minimal length encoding of a sender, but a
+// receiver loses nothing by accepting the longer forms.
+static void test_non_minimal_lengths(void**) {
+  Bytes p = {0x7f, 0x9f, 0x4d, 0x51, 0x58};  // "Hello" masked with kKey
+  Bytes l16 = cat({{0x81, 0xFE, 0x00, 0x05, kKey[0], kKey[1], kKey[2], kKey[3]}, p});
+  Bytes l64 = cat({{0x81, 0xFF, 0, 0, 0, 0, 0, 0, 0, 0x05, kKey[0], kKey[1], kKey[2], kKey[3]}, p});
+  for (const Bytes& in : {l16, l64}) {
+    auto ev = run_all_splits(in);
+    assert_int_equal(ev.size(), 1);
+    assert_string_equal(ev[0].data.c_str(), "Hello");
+  }
+}
+
+static void test_empty_messages(void**) {
+  auto ev = run_all_splits(cat({frame(0x81, ""), frame(0x01, ""), frame(0x00, ""), frame(0x80, ""),
+                                frame(0x82, ""), frame(0x89, "")}));
+  assert_int_equal(ev.size(), 4);
+  assert_int_equal(ev[0].type, EventType::message);
+  assert_true(ev[0].text);
+  assert_int_equal(ev[0].data.size(), 0);
+  assert_int_equal(ev[1].type, EventType::message);
+  assert_true(ev[1].text);
+  assert_int_equal(ev[1].data.size(), 0);
+  assert_false(ev[2].text);
+  assert_int_equal(ev[3].type, EventType::ping);
+}
+
+// While the application sends a fragmented message, a ping from the peer is
+// answered between two fragments (control frames may interleave).
+static void test_auto_pong_between_own_fragments(void**) {
+  SessionConfig c;
+  c.role = Role::server;
+  Session s(c);
+  assert_int_equal(s.send_fragment(Opcode::text, reinterpret_cast<const uint8_t*>("Hel"), 3, false), SendResult::ok);
+  auto ev = run(s, frame(0x89, "p"), 1);
+  assert_int_equal(ev.size(), 1);
+  assert_int_equal(s.send_fragment(Opcode::text, reinterpret_cast<const uint8_t*>("lo"), 2, true), SendResult::ok);
+  const Bytes want = {0x01, 0x03, 'H', 'e', 'l', 0x8A, 0x01, 'p', 0x80, 0x02, 'l', 'o'};
+  assert_int_equal(s.output_size(), want.size());
+  assert_memory_equal(s.output_data(), want.data(), want.size());
+}
+
+// After our close, a ping is still reported but not answered: nothing may
+// follow a close frame on the wire.
+static void test_no_pong_after_close_sent(void**) {
+  SessionConfig c;
+  c.role = Role::server;
+  Session s(c);
+  assert_int_equal(s.send_close(1000, ""), SendResult::ok);
+  auto ev = run(s, frame(0x89, "late ping"), 0);
+  assert_int_equal(ev.size(), 1);
+  assert_int_equal(ev[0].type, EventType::ping);
+  const Bytes want = {0x88, 0x02, 0x03, 0xE8};
+  assert_int_equal(s.output_size(), want.size());
+  assert_memory_equal(s.output_data(), want.data(), want.size());
+  assert_int_equal(s.send_pong(nullptr, 0), SendResult::bad_state);
+  assert_int_equal(s.send_ping(nullptr, 0), SendResult::bad_state);
+  assert_int_equal(s.send_fragment(Opcode::binary, nullptr, 0, true), SendResult::bad_state);
+  assert_int_equal(s.send_close(1000, ""), SendResult::bad_state);
+}
+
+// The whole close handshake between a client and a server session.
+static void test_close_handshake_roundtrip(void**) {
+  SessionConfig cc, sc;
+  cc.role = Role::client;
+  sc.role = Role::server;
+  Session client(cc), server(sc);
+  assert_int_equal(client.send_close(1001, "going away"), SendResult::ok);
+  assert_int_equal(client.state(), State::closing);
+  assert_false(client.should_close_transport());
+  Bytes wire(client.output_data(), client.output_data() + client.output_size());
+  client.consume_output(wire.size());
+  auto ev = run(server, wire, 1);
+  assert_int_equal(ev.size(), 1);
+  assert_int_equal(ev[0].code, 1001);
+  assert_string_equal(ev[0].data.c_str(), "going away");
+  assert_int_equal(server.state(), State::closed);
+  assert_true(server.should_close_transport());
+  assert_int_equal(server.peer_close_code(), 1001);
+  // The server's answer, unmasked, echoing the code and reason.
+  Bytes reply(server.output_data(), server.output_data() + server.output_size());
+  const Bytes want = cat({{0x88, 12, 0x03, 0xE9}, Bytes{'g', 'o', 'i', 'n', 'g', ' ', 'a', 'w', 'a', 'y'}});
+  assert_true(reply == want);
+  ev = run(client, reply, 0);
+  assert_int_equal(ev.size(), 1);
+  assert_false(ev[0].failed);
+  assert_int_equal(ev[0].code, 1001);
+  assert_int_equal(client.state(), State::closed);
+  assert_true(client.should_close_transport());
+  assert_int_equal(client.output_size(), 0);  // nothing more to say
+  // A close without a code both ways.
+  Session c2(cc), s2(sc);
+  assert_int_equal(c2.send_close(0, ""), SendResult::ok);
+  Bytes w2(c2.output_data(), c2.output_data() + c2.output_size());
+  assert_int_equal(w2.size(), 6);  // 0x88 0x80 + key
+  assert_int_equal(w2[1], 0x80);
+  ev = run(s2, w2, 0);
+  assert_int_equal(ev[0].code, 1005);
+  assert_int_equal(s2.output_size(), 2);
+}
+
+// A long random stream of client frames (fragments of every size with control
+// frames between them, multi-byte text cut anywhere) gives the same events and
+// the same output whatever way it is split.
+static void test_random_stream_split_invariance(void**) {
+  std::mt19937 rng(2024);
+  const char* pieces[] = {"a", "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80", " ", "\xce\xba"};
+  Bytes in;
+  std::vector<Rec> want;
+  for (int m = 0; m < 150; m++) {
+    bool text = rng() % 2;
+    size_t len = rng() % 5 == 0 ? 1000 + rng() % 70000 : rng() % 300;
+    std::string msg;
+    if (text) {
+      while (msg.size() < len) msg += pieces[rng() % 6];
+    } else {
+      for (size_t i = 0; i < len; i++) msg += static_cast<char>(rng());
+    }
+    size_t nfrag = 1 + rng() % 4;
+    size_t at = 0;
+    for (size_t f = 0; f < nfrag; f++) {
+      size_t n = f + 1 == nfrag ? msg.size() - at : rng() % (msg.size() - at + 1);
+      uint8_t op = f == 0 ? (text ? 0x1 : 0x2) : 0x0;
+      in = cat({in, frame(static_cast<uint8_t>((f + 1 == nfrag ? 0x80 : 0) | op), msg.substr(at, n))});
+      at += n;
+      if (rng() % 3 == 0 && f + 1 < nfrag) {
+        std::string pp(rng() % 126, 'P');
+        in = cat({in, frame(0x89, pp)});
+        want.push_back({EventType::ping, false, false, pp, 0});
+      }
+    }
+    want.push_back({EventType::message, text, false, msg, 0});
+  }
+  in = cat({in, frame(0x88, "\x03\xe8" "done")});
+  want.push_back({EventType::close, false, false, "done", 1000});
+  assert_true(in.size() > 500000);  // long enough to cross every length class
+  Bytes ref_out;
+  for (long chunk : {0L, 1L, 5L, 4096L, -1L}) {
+    SessionConfig c;
+    c.role = Role::server;
+    Session s(c);
+    auto got = run(s, in, chunk);
+    assert_int_equal(got.size(), want.size());
+    for (size_t i = 0; i < got.size(); i++) {
+      assert_int_equal(got[i].type, want[i].type);
+      assert_int_equal(got[i].text, want[i].text);
+      assert_true(got[i].data == want[i].data);
+      assert_int_equal(got[i].code, want[i].code);
+    }
+    Bytes out(s.output_data(), s.output_data() + s.output_size());
+    if (chunk == 0) ref_out = out;
+    assert_true(out == ref_out);
+  }
 }
 
 static void test_fail_fast_utf8(void**) {
@@ -347,6 +571,18 @@ static void test_deferred_failure(void**) {
   assert_memory_equal(s.output_data(), want.data(), want.size());
   assert_true(s.should_close_transport());
   assert_int_equal(s.pending_failure(), 0);
+
+  // An application close while the failure waits sends the failure's code.
+  Session s2(c);
+  run(s2, frame(0x81, "\xff"), 0);
+  assert_int_equal(s2.pending_failure(), 1007);
+  assert_int_equal(s2.send_close(1000, "bye"), SendResult::ok);
+  const Bytes fail = {0x88, 0x02, 0x03, 0xEF};
+  assert_int_equal(s2.output_size(), fail.size());
+  assert_memory_equal(s2.output_data(), fail.data(), fail.size());
+  assert_int_equal(s2.state(), State::closed);
+  assert_true(s2.should_close_transport());
+  assert_int_equal(s2.send_close(1000, ""), SendResult::bad_state);
 }
 
 int main(void) {
@@ -362,6 +598,14 @@ int main(void) {
       cmocka_unit_test(test_send_side),
       cmocka_unit_test(test_client_masks_and_roundtrip),
       cmocka_unit_test(test_deferred_failure),
+      cmocka_unit_test(test_client_errors),
+      cmocka_unit_test(test_fail_fast_exact_byte),
+      cmocka_unit_test(test_non_minimal_lengths),
+      cmocka_unit_test(test_empty_messages),
+      cmocka_unit_test(test_auto_pong_between_own_fragments),
+      cmocka_unit_test(test_no_pong_after_close_sent),
+      cmocka_unit_test(test_close_handshake_roundtrip),
+      cmocka_unit_test(test_random_stream_split_invariance),
   };
   return cmocka_run_group_tests(tests, nullptr, nullptr);
 }

@@ -138,12 +138,53 @@ static void test_decode_errors(void**) {
   // 64-bit length with the high bit set.
   assert_int_equal(decode({0x82, 0x7F, 0x80, 0, 0, 0, 0, 0, 0, 0}, Role::client, &err),
                    FrameDecoder::Status::error);
+  // Exact reasons for the rest.
+  assert_int_equal(decode({0x81, 0x85, 1, 2, 3, 4}, Role::client, &err), FrameDecoder::Status::error);
+  assert_string_equal(err, "masked frame from a server");
+  decode({0xC1, 0x00}, Role::client, &err);
+  assert_string_equal(err, "RSV bit set without a negotiated extension");
+  decode({0x89, 0x7E, 0x00, 0x7E}, Role::client, &err);
+  assert_string_equal(err, "control frame payload longer than 125 bytes");
+  decode({0x82, 0x7F, 0x80, 0, 0, 0, 0, 0, 0, 0}, Role::client, &err);
+  assert_string_equal(err, "64-bit payload length has its most significant bit set");
+  // A 125-byte ping is the largest allowed.
+  assert_int_equal(decode({0x89, 0x7D}, Role::client, &err), FrameDecoder::Status::header);
   // An RSV bit the decoder was told is negotiated is fine.
   FrameDecoder d(Role::client, 0x4);
   size_t used;
   const uint8_t rsv1[] = {0xC1, 0x00};
   assert_int_equal(d.parse(rsv1, 2, &used), FrameDecoder::Status::header);
   assert_int_equal(d.header().rsv, 4);
+}
+
+// Non-minimal length encodings (5 in 16 or 64 bits) are accepted, and the
+// decoder consumes the header only, never payload bytes.
+static void test_decode_non_minimal_and_consumed(void**) {
+  const uint8_t l16[] = {0x81, 0x7E, 0x00, 0x05, 'H', 'e', 'l', 'l', 'o'};
+  const uint8_t l64[] = {0x81, 0x7F, 0, 0, 0, 0, 0, 0, 0, 0x05, 'H', 'e', 'l', 'l', 'o'};
+  const uint8_t l7[] = {0x81, 0x05, 'H', 'e', 'l', 'l', 'o'};
+  struct {
+    const uint8_t* p;
+    size_t n, hdr;
+  } cases[] = {{l16, sizeof l16, 4}, {l64, sizeof l64, 10}, {l7, sizeof l7, 2}};
+  for (const auto& c : cases) {
+    FrameDecoder d(Role::client);
+    size_t used = 0;
+    assert_int_equal(d.parse(c.p, c.n, &used), FrameDecoder::Status::header);
+    assert_int_equal(used, c.hdr);
+    assert_int_equal(d.header().length, 5);
+    // After reset() the decoder reads the next header; fed one byte at a
+    // time it stops at the same place.
+    d.reset();
+    size_t pos = 0;
+    FrameDecoder::Status st = FrameDecoder::Status::need_more;
+    while (st == FrameDecoder::Status::need_more) {
+      st = d.parse(c.p + pos, 1, &used);
+      pos += used;
+    }
+    assert_int_equal(st, FrameDecoder::Status::header);
+    assert_int_equal(pos, c.hdr);
+  }
 }
 
 static void test_mask_matches_bytewise(void**) {
@@ -190,6 +231,7 @@ int main(void) {
       cmocka_unit_test(test_encode_rfc_examples),
       cmocka_unit_test(test_decode_lengths_any_split),
       cmocka_unit_test(test_decode_errors),
+      cmocka_unit_test(test_decode_non_minimal_and_consumed),
       cmocka_unit_test(test_mask_matches_bytewise),
       cmocka_unit_test(test_mask_source_varies),
   };

@@ -127,9 +127,17 @@ size_t Session::receive(uint8_t* data, size_t len, Event& ev) {
         uint8_t* p = data + pos;
         size_t n = static_cast<size_t>(h.length);
         if (h.masked) mask_bytes(p, n, h.mask, 0);
-        if (h.opcode == Opcode::text && !utf8_valid(p, n)) {
-          ev = fail_connection(1007, "text message is not valid UTF-8");
-          return len;
+        if (h.opcode == Opcode::text) {
+          // Same reasons as the incremental path, so that how the bytes were
+          // split never shows in the result.
+          if (rx_utf8_.feed(p, n) != Utf8Validator::npos) {
+            ev = fail_connection(1007, "text message is not valid UTF-8");
+            return len;
+          }
+          if (!rx_utf8_.complete()) {
+            ev = fail_connection(1007, "text message ends inside a UTF-8 sequence");
+            return len;
+          }
         }
         pos += n;
         in_payload_ = false;

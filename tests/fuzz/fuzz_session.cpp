@@ -1,21 +1,29 @@
-// libFuzzer: arbitrary bytes into a session, both roles, small message limit,
-// in fuzzer-chosen chunks. It must never crash, and once closed stays closed.
+// libFuzzer: arbitrary bytes into a session, both roles, a small message
+// limit, fed in fuzzer-chosen chunks and all at once. It must never crash or
+// stall, must stay closed once closed, and both feeds must give the same
+// events (and, for the server whose frames are unmasked, the same output).
 #include <cstdint>
 #include <cstdlib>
+#include <string>
 #include <vector>
 
 #include "proto/session.hpp"
 
 using namespace wscore::proto;
 
-extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  if (size < 2) return 0;
-  SessionConfig c;
-  c.role = (data[0] & 1) ? Role::client : Role::server;
-  c.max_message_size = 1 + (data[1] * 64);
-  size_t chunk = 1 + (data[0] >> 1);
-  Session s(c);
-  std::vector<uint8_t> buf(data + 2, data + size);
+struct Rec {
+  EventType type;
+  bool text, failed;
+  uint16_t code;
+  std::string data;
+  bool operator==(const Rec& o) const {
+    return type == o.type && text == o.text && failed == o.failed && code == o.code && data == o.data;
+  }
+};
+
+static std::vector<Rec> feed(Session& s, std::vector<uint8_t> buf, size_t chunk, uint64_t max,
+                             std::string* out) {
+  std::vector<Rec> evs;
   size_t pos = 0;
   bool closed = false;
   while (pos < buf.size()) {
@@ -25,13 +33,46 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       Event ev;
       size_t used = s.receive(buf.data() + pos + off, n - off, ev);
       if (used == 0 && ev.type == EventType::none) std::abort();  // no progress
+      if (used > n - off) std::abort();
       off += used;
-      if (closed && ev.type != EventType::none) std::abort();
-      if (ev.type == EventType::close) closed = true;
-      if (ev.type == EventType::message && ev.size > c.max_message_size) std::abort();
+      if (ev.type == EventType::none) continue;
+      if (closed) std::abort();
+      if (ev.type == EventType::close) {
+        closed = true;
+        if (s.state() != State::closed || !s.should_close_transport()) std::abort();
+      }
+      if (ev.type == EventType::message && ev.size > max) std::abort();
+      if ((ev.type == EventType::ping || ev.type == EventType::pong) && ev.size > kMaxControlPayload)
+        std::abort();
+      if (ev.type == EventType::message && ev.is_text && !utf8_valid(ev.data, ev.size)) std::abort();
+      std::string d = ev.type == EventType::close ? std::string(ev.close_reason)
+                                                  : std::string(reinterpret_cast<const char*>(ev.data), ev.size);
+      evs.push_back({ev.type, ev.is_text, ev.failed, ev.close_code, std::move(d)});
     }
     pos += n;
-    s.consume_output(s.output_size() / 2);
+    // Drain part of the output now and then, as a socket would.
+    size_t k = s.output_size() / 2;
+    out->append(reinterpret_cast<const char*>(s.output_data()), k);
+    s.consume_output(k);
   }
+  out->append(reinterpret_cast<const char*>(s.output_data()), s.output_size());
+  s.consume_output(s.output_size());
+  return evs;
+}
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  if (size < 2) return 0;
+  SessionConfig c;
+  c.role = (data[0] & 1) ? Role::client : Role::server;
+  c.max_message_size = 1 + (data[1] * 64);
+  size_t chunk = 1 + (data[0] >> 1);
+  std::vector<uint8_t> in(data + 2, data + size);
+  Session a(c), b(c);
+  std::string out_a, out_b;
+  auto ea = feed(a, in, chunk, c.max_message_size, &out_a);
+  auto eb = feed(b, in, in.size() + 1, c.max_message_size, &out_b);
+  if (!(ea == eb)) std::abort();
+  if (a.state() != b.state()) std::abort();
+  if (c.role == Role::server && out_a != out_b) std::abort();
   return 0;
 }

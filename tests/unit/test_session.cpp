@@ -155,6 +155,7 @@ static void test_auto_pong_bytes(void**) {
 // Feeds `in` to a server session; expects a failure with `code` and that the
 // session emitted exactly that close frame (unmasked, 2-byte payload).
 static void expect_fail(const Bytes& in, uint16_t code) {
+  std::string reason;  // the same whatever the split
   for (long chunk : {0L, 1L, -1L}) {
     SessionConfig c;
     c.role = Role::server;
@@ -164,6 +165,9 @@ static void expect_fail(const Bytes& in, uint16_t code) {
     assert_int_equal(ev.back().type, EventType::close);
     assert_true(ev.back().failed);
     assert_int_equal(ev.back().code, code);
+    if (chunk == 0) reason = ev.back().data;
+    assert_false(reason.empty());
+    assert_string_equal(ev.back().data.c_str(), reason.c_str());
     const Bytes want = {0x88, 0x02, static_cast<uint8_t>(code >> 8), static_cast<uint8_t>(code & 0xFF)};
     assert_int_equal(s.output_size(), 4);
     assert_memory_equal(s.output_data(), want.data(), 4);

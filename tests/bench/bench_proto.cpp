@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <algorithm>
 #include <random>
 #include <string>
 #include <vector>
@@ -63,6 +64,13 @@ int main(int argc, char** argv) {
   const uint8_t* mp = reinterpret_cast<const uint8_t*>(mixed.data());
   if (!utf8_valid(mp, N)) return 1;
   double utf8_mixed = best_gbps(N, reps, [&] { sink = sink + utf8_valid(mp, N); });
+  // The same text as reception sees it: in chunks that end inside characters.
+  const size_t kChunk = 4095;
+  double utf8_mixed_chunked = best_gbps(N, reps, [&] {
+    Utf8Validator v;
+    for (size_t at = 0; at < N; at += kChunk) v.feed(mp + at, std::min(kChunk, N - at));
+    sink = sink + v.complete();
+  });
 
   // 64-byte binary frames as a client sends them (masked), through a server session.
   std::vector<uint8_t> frames;
@@ -99,9 +107,9 @@ int main(int argc, char** argv) {
 
   if (json) {
     std::printf(
-        "{\"memcpy_gbps\":%.2f,\"unmask_gbps\":%.2f,\"utf8_ascii_gbps\":%.2f,\"utf8_mixed_gbps\":%.2f,"
+        "{\"memcpy_gbps\":%.2f,\"unmask_gbps\":%.2f,\"utf8_ascii_gbps\":%.2f,\"utf8_mixed_gbps\":%.2f,\"utf8_mixed_4095_gbps\":%.2f,"
         "\"decode64_gbps\":%.2f,\"decode64_frames_per_s\":%.0f}\n",
-        memcpy_gbps, unmask, utf8_ascii, utf8_mixed, decode_gbps, frames_per_s);
+        memcpy_gbps, unmask, utf8_ascii, utf8_mixed, utf8_mixed_chunked, decode_gbps, frames_per_s);
   } else {
     std::printf("| operation (1 MiB buffer) | GB/s | × memcpy | target |\n|---|---|---|---|\n");
     std::printf("| memcpy | %.2f | 1.00 | |\n", memcpy_gbps);
@@ -109,6 +117,8 @@ int main(int argc, char** argv) {
     std::printf("| UTF-8 validation, ASCII | %.2f | %.2f | ≥ 0.50 |\n", utf8_ascii, utf8_ascii / memcpy_gbps);
     std::printf("| UTF-8 validation, mixed multi-byte | %.2f | %.2f | ≥ 0.15 |\n", utf8_mixed,
                 utf8_mixed / memcpy_gbps);
+    std::printf("| UTF-8 validation, mixed, in 4095-byte chunks | %.2f | %.2f | ≥ 0.15 |\n", utf8_mixed_chunked,
+                utf8_mixed_chunked / memcpy_gbps);
     std::printf("| decode 64-byte masked frames (Session::receive, zero copy) | %.2f | %.2f | — |\n",
                 decode_gbps, decode_gbps / memcpy_gbps);
     std::printf("\n64-byte frames decoded: %.1f million/s\n", frames_per_s / 1e6);

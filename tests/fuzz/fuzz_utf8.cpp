@@ -52,5 +52,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     fail = r == Utf8Validator::npos ? r : split + r;
   }
   if (fail != want_fail || w.complete() != want_complete) std::abort();
+  // Many chunks of one fuzzer-chosen size: block validation that stops
+  // inside a character must hand over to the next chunk exactly.
+  size_t chunk = size ? 1 + data[size - 1] % 131 : 1;
+  Utf8Validator c;
+  fail = Utf8Validator::npos;
+  for (size_t at = 0; at < size && fail == Utf8Validator::npos; at += chunk) {
+    size_t n = size - at < chunk ? size - at : chunk;
+    r = c.feed(data + at, n);
+    if (r != Utf8Validator::npos) fail = at + r;
+  }
+  if (fail != want_fail || c.complete() != want_complete) std::abort();
   return 0;
 }

@@ -158,7 +158,7 @@ mutable struct WebSocket
     closebody::Union{Nothing,CloseFrameBody}       # snapshot taken when freed
     lk::Threads.SpinLock
     # Set once, or only written by this binding:
-    fd::RawFD
+    fd::Base.RawFD
     client::Bool
     request::Union{Nothing,Request}
     response::Union{Nothing,Response}
@@ -169,7 +169,7 @@ end
 
 function WebSocket(p::Ptr{Cvoid}, client::Bool, request, response, subprotocol::String)
     fd = ccall(wsym(:ws_fileno), Cint, (Ptr{Cvoid},), p)
-    ws = WebSocket(p, 0, false, Union{String,Vector{UInt8}}[], nothing, Threads.SpinLock(), RawFD(fd),
+    ws = WebSocket(p, 0, false, Union{String,Vector{UInt8}}[], nothing, Threads.SpinLock(), Base.RawFD(fd),
                    client, request, response, subprotocol, false, ReentrantLock())
     finalizer(finalize_ws, ws)  # a safety net: close(ws) and open(f) free deterministically
     return ws
@@ -787,7 +787,7 @@ for handlers), `wait(s)`, `isopen(s)`, `port(s)`, `server_addr(s)`.
 """
 mutable struct Server
     ptr::Ptr{Cvoid}
-    fd::RawFD
+    fd::Base.RawFD
     host::String
     port::Int
     task::Union{Task,Nothing}
@@ -922,7 +922,7 @@ function listen!(f, host="127.0.0.1", port::Integer=8081;
     p = out[]
     fd = ccall(wsym(:ws_server_fileno), Cint, (Ptr{Cvoid},), p)
     bound = ccall(wsym(:ws_server_port), Cint, (Ptr{Cvoid},), p)
-    s = Server(p, RawFD(fd), h, Int(bound), nothing, ReentrantLock(), Set{WebSocket}(), Set{Task}(), false)
+    s = Server(p, Base.RawFD(fd), h, Int(bound), nothing, ReentrantLock(), Set{WebSocket}(), Set{Task}(), false)
     s.task = errormonitor(@async accept_loop(f, s, check_origin, subprotocols, suppress_close_error))
     return s
 end

@@ -923,6 +923,7 @@ function listen!(f, host="127.0.0.1", port::Integer=8081;
     fd = ccall(wsym(:ws_server_fileno), Cint, (Ptr{Cvoid},), p)
     bound = ccall(wsym(:ws_server_port), Cint, (Ptr{Cvoid},), p)
     s = Server(p, Base.RawFD(fd), h, Int(bound), nothing, ReentrantLock(), Set{WebSocket}(), Set{Task}(), false)
+    finalizer(finalize_server, s)  # a safety net: the accept task keeps a running server alive anyway
     s.task = errormonitor(@async accept_loop(f, s, check_origin, subprotocols, suppress_close_error))
     return s
 end
@@ -955,6 +956,14 @@ function shutdown!(s::Server)
     # Closes every connection with 1001 and wakes the accept loop (WS_ECANCELED).
     first && ccall(wsym(:ws_server_close), Cint, (Ptr{Cvoid},), s.ptr)
     s.task === nothing || wait(s.task)
+    return nothing
+end
+
+# Runs only when nothing references s (so its accept task is gone too).
+function finalize_server(s::Server)
+    p = s.ptr
+    s.ptr = C_NULL
+    p == C_NULL || ccall(wsym(:ws_server_free), Cvoid, (Ptr{Cvoid},), p)
     return nothing
 end
 

@@ -211,6 +211,15 @@ static int run_echo(void) {
          "\"msgs_per_s\":%.0f,\"MBps\":%.2f,\"p50_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,\"errors\":%lld}\n",
          raw ? "raw" : "ws", conns, inflight, size, elapsed, completed, completed / elapsed,
          completed * (double)size / elapsed / 1e6, pct(0.5), pct(0.99), pct(0.999), errors);
+  for (int i = 0; i < conns; i++) {
+    close(cs[i].fd);
+    free(cs[i].sent_at);
+  }
+  free(cs);
+  free(samples);
+  if (reply != frame) free(reply);
+  free(frame);
+  close(ep);
   return errors ? 1 : 0;
 }
 
@@ -257,6 +266,7 @@ static int run_idle(int n, int hold) {
   fflush(stdout);
   sleep((unsigned)hold);
   for (int i = 0; i < n; i++) close(fds[i]);
+  free(fds);
   return 0;
 }
 

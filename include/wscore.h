@@ -173,8 +173,9 @@ WS_EXTERN int ws_options_set_handshake_timeout(ws_options *opts, int timeout_ms)
 WS_EXTERN int ws_options_set_close_timeout(ws_options *opts, int timeout_ms);
 /* Close a connection (1001) that received nothing for this long. Default -1 (never). */
 WS_EXTERN int ws_options_set_idle_timeout(ws_options *opts, int timeout_ms);
-/* Send a ping every interval_ms of silence; close with 1006 (WS_EIO) when no pong
- * (or other data) arrives within timeout_ms. 0 turns it off (default). */
+/* Send a ping every interval_ms of silence; drop the connection (close code
+ * 1006) when no pong (or other data) arrives within timeout_ms. 0 turns it off
+ * (default). */
 WS_EXTERN int ws_options_set_keepalive(ws_options *opts, int interval_ms, int timeout_ms);
 /* Largest message (after joining fragments) accepted from the peer; larger
  * ones close the connection with 1009. Default 16 MiB. 0 is invalid. */
@@ -289,7 +290,7 @@ WS_EXTERN int ws_listen(const char *host, int port, const ws_options *opts, ws_s
 WS_EXTERN int ws_server_port(const ws_server *srv);
 /* A file descriptor that is readable exactly when ws_accept would not block
  * (a connection is waiting, or the server is closed). Owned by the server: do
- * not read or close it. */
+ * not read or close it. WS_ENOTSUP in callback mode. */
 WS_EXTERN int ws_server_fileno(const ws_server *srv);
 /* Takes the next upgraded connection (pull mode). Blocks up to timeout_ms.
  * *out: free with ws_free. Errors: WS_EAGAIN (timeout 0), WS_ETIMEDOUT,
@@ -367,7 +368,8 @@ WS_EXTERN const char *ws_close_reason(const ws_conn *ws);
 WS_EXTERN int ws_state(const ws_conn *ws);
 /* A file descriptor readable exactly when ws_receive would not block (a message
  * is waiting, or the connection is closed). Owned by the connection: do not
- * read or close it. Works with poll/epoll/select and foreign event loops. */
+ * read or close it. Works with poll/epoll/select and foreign event loops.
+ * WS_ENOTSUP in callback mode (there is nothing to pull). */
 WS_EXTERN int ws_fileno(const ws_conn *ws);
 /* Bytes queued for sending and not yet written to the socket. */
 WS_EXTERN size_t ws_buffered_amount(const ws_conn *ws);

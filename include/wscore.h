@@ -204,8 +204,12 @@ WS_EXTERN int ws_options_set_require_origin(ws_options *opts, int require);
 /* Deliver pings and pongs to ws_receive as WS_PING/WS_PONG messages (pings are
  * still answered automatically). Default 0. */
 WS_EXTERN int ws_options_set_deliver_control(ws_options *opts, int enable);
-/* Server: number of loop threads (SO_REUSEPORT). Default 1. In this version
- * ws_listen answers WS_ENOTSUP for more than 1 (not implemented yet). */
+/* Server: number of loop threads, 1..256. Default 1. With more than 1 the
+ * server has one listening socket per thread sharing the port through
+ * SO_REUSEPORT (the kernel spreads connections over them); each connection
+ * stays on one thread, so its callbacks never run concurrently. Loop 0 is
+ * shared with clients and other servers. Caveat of SO_REUSEPORT: another
+ * socket of the same user that also sets it may bind the same port. */
 WS_EXTERN int ws_options_set_threads(ws_options *opts, int threads);
 /* Server: hold each upgrade request for the application's decision: ws_accept
  * returns the connection in WS_STATE_CONNECTING with its request readable, and

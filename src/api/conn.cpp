@@ -30,9 +30,6 @@ using api::Phase;
 
 namespace {
 
-// One read buffer for the (single) loop thread: idle connections own none.
-char g_read_buf[64 * 1024];
-
 void on_handle_closed(uv_handle_t* h);
 void close_transport(ws_conn* c, int code_if_unset, const char* why);
 void flush(ws_conn* c);
@@ -205,7 +202,7 @@ void close_transport(ws_conn* c, int code_if_unset, const char* why) {
     if (why && c->error_detail.empty()) c->error_detail = why;
   }
   if (c->phase != Phase::closed) c->phase = Phase::closed;
-  if (c->server) c->server->conns.erase(c);
+  if (c->listener) c->listener->conns.erase(c);
   if (c->tcp_inited && !uv_is_closing(reinterpret_cast<uv_handle_t*>(&c->tcp))) {
     uv_read_stop(reinterpret_cast<uv_stream_t*>(&c->tcp));
     uv_close(reinterpret_cast<uv_handle_t*>(&c->tcp), on_handle_closed);
@@ -540,7 +537,9 @@ void feed(ws_conn* c, uint8_t* data, size_t len) {
   flush(c);
 }
 
-void on_alloc(uv_handle_t*, size_t, uv_buf_t* buf) { *buf = uv_buf_init(g_read_buf, sizeof g_read_buf); }
+void on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
+  *buf = uv_buf_init(net::Loop::of(h->loop)->read_buffer(), net::Loop::kReadBufferSize);
+}
 
 void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
   ws_conn* c = static_cast<ws_conn*>(stream->data);
@@ -889,55 +888,76 @@ void conn_release(ws_conn* c) {
   if (c->efd >= 0) close(c->efd);
   if (c->addrs) uv_freeaddrinfo(c->addrs);
   ws_server* s = c->server;
+  net::Loop* loop = c->loop;
   delete c;
   if (s) server_release(s);
+  loop->release();
 }
 
-ws_conn* new_conn(std::shared_ptr<const ws_options> opts, bool is_server) {
-  auto* c = new ws_conn;
-  c->loop = &net::Loop::get();
-  c->opts = std::move(opts);
-  c->is_server = is_server;
-  if (!c->opts->callback_mode) {
-    c->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (c->efd < 0) {
-      delete c;
+// A connection on `loop`, whose reference it takes over.
+ws_conn* new_conn(std::shared_ptr<const ws_options> opts, bool is_server, net::Loop* loop) {
+  int efd = -1;
+  if (!opts->callback_mode) {
+    efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (efd < 0) {
+      loop->release();
       return nullptr;
     }
   }
+  ws_conn* c;
+  try {
+    c = new ws_conn;
+  } catch (...) {
+    if (efd >= 0) close(efd);
+    loop->release();
+    throw;
+  }
+  c->loop = loop;
+  c->opts = std::move(opts);
+  c->is_server = is_server;
+  c->efd = efd;
   return c;
 }
 
-// Loop thread: a connection arrived on the server's listener.
-void server_on_connection(ws_server* s) {
-  ws_conn* c = new_conn(s->opts, true);
+// Loop thread: a connection arrived on one of the server's listeners.
+void server_on_connection(Listener* l) {
+  ws_server* s = l->server;
+  auto* lst = reinterpret_cast<uv_stream_t*>(&l->tcp);
+  ws_conn* c = nullptr;
+  try {
+    l->loop->retain();
+    c = new_conn(s->opts, true, l->loop);
+  } catch (...) {
+  }
   if (!c) {
     log(WS_LOG_ERROR, "cannot allocate a connection (eventfd: out of descriptors?)");
     // Accept and drop, so the listener does not spin on a pending connection.
-    auto* t = new uv_tcp_t;
-    uv_tcp_init(s->loop->uv(), t);
-    uv_accept(reinterpret_cast<uv_stream_t*>(&s->listener), reinterpret_cast<uv_stream_t*>(t));
+    auto* t = new (std::nothrow) uv_tcp_t;
+    if (!t) return;
+    uv_tcp_init(l->loop->uv(), t);
+    uv_accept(lst, reinterpret_cast<uv_stream_t*>(t));
     uv_close(reinterpret_cast<uv_handle_t*>(t), [](uv_handle_t* h) { delete reinterpret_cast<uv_tcp_t*>(h); });
     return;
   }
   server_retain(s);
   c->server = s;
-  uv_tcp_init(s->loop->uv(), &c->tcp);
+  uv_tcp_init(l->loop->uv(), &c->tcp);
   c->tcp.data = c;
-  uv_timer_init(s->loop->uv(), &c->timer);
+  uv_timer_init(l->loop->uv(), &c->timer);
   c->timer.data = c;
   c->tcp_inited = c->timer_inited = true;
   // The two handles hold the loop's references; the initial (user) reference
   // is dropped here and re-taken by whoever gets the connection.
   conn_retain(c);
-  if (uv_accept(reinterpret_cast<uv_stream_t*>(&s->listener), reinterpret_cast<uv_stream_t*>(&c->tcp)) < 0) {
+  if (uv_accept(lst, reinterpret_cast<uv_stream_t*>(&c->tcp)) < 0) {
     close_transport(c, WS_CLOSE_ABNORMAL, "accept failed");
     return;
   }
   uv_tcp_nodelay(&c->tcp, 1);
   record_peer(c);
   c->phase = Phase::handshake;
-  s->conns.insert(c);
+  c->listener = l;
+  l->conns.insert(c);
   if (c->opts->handshake_timeout > 0)
     uv_timer_start(&c->timer, on_handshake_timeout, static_cast<uint64_t>(c->opts->handshake_timeout), 0);
   uv_read_start(reinterpret_cast<uv_stream_t*>(&c->tcp), on_alloc, on_read);
@@ -979,7 +999,7 @@ WS_EXTERN int ws_open(const char* url, const ws_options* opts, ws_conn** out) {
   }
   if (u.tls) return WS_ENOTSUP;
   auto o = std::make_shared<ws_options>(opts ? *opts : ws_options{});
-  ws_conn* c = api::new_conn(o, false);
+  ws_conn* c = api::new_conn(o, false, net::Loop::acquire(0));
   if (!c) return WS_ESYS;
   c->url = u;
   c->phase = Phase::connecting;

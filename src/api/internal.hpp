@@ -91,11 +91,24 @@ inline bool wait_until(std::condition_variable& cv, std::unique_lock<std::mutex>
 
 struct ws_server;
 
+namespace wscore::api {
+// One listening socket of a server, on its own loop (SO_REUSEPORT spreads
+// connections over a server's listeners). Its fields belong to that loop.
+struct Listener {
+  ws_server* server = nullptr;
+  wscore::net::Loop* loop = nullptr;
+  uv_tcp_t tcp;
+  bool open = false;
+  std::set<ws_conn*> conns;  // every connection of this listener not yet closed
+};
+}  // namespace wscore::api
+
 struct ws_conn {
   std::atomic<int> refs{1};
   wscore::net::Loop* loop = nullptr;
   std::shared_ptr<const ws_options> opts;
   ws_server* server = nullptr;
+  wscore::api::Listener* listener = nullptr;  // server side: the one that accepted it
   bool is_server = false;
 
   // ---- loop thread only ----
@@ -164,12 +177,9 @@ struct ws_conn {
 
 struct ws_server {
   std::atomic<int> refs{1};
-  wscore::net::Loop* loop = nullptr;
   std::shared_ptr<const ws_options> opts;
-  uv_tcp_t listener;
-  bool listener_open = false;  // loop thread
+  std::vector<std::unique_ptr<wscore::api::Listener>> listeners;  // one per loop thread
   int port = 0;
-  std::set<ws_conn*> conns;    // loop thread: every connection not yet closed
 
   std::mutex mu;
   std::condition_variable cv;
@@ -185,8 +195,8 @@ void conn_retain(ws_conn* c);
 void conn_release(ws_conn* c);
 void server_retain(ws_server* s);
 void server_release(ws_server* s);
-// Loop thread: a new server-side connection on `s`.
-void server_on_connection(ws_server* s);
+// Loop thread: a new server-side connection on `l`.
+void server_on_connection(Listener* l);
 // Loop thread: start closing a connection with `code` (server shutdown).
 void conn_shutdown(ws_conn* c, uint16_t code, const char* reason);
 }  // namespace wscore::api

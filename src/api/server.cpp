@@ -1,14 +1,29 @@
-// Servers: the listener on the loop thread, the accept queue for callers.
+// Servers: listeners on loop threads (one per thread asked for), the accept
+// queue for callers.
 #include <netdb.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstring>
 #include <future>
 
 #include "api/internal.hpp"
 
 using namespace wscore;
+
+namespace {
+int get_port(const sockaddr_storage& ss) {
+  return ntohs(ss.ss_family == AF_INET ? reinterpret_cast<const sockaddr_in*>(&ss)->sin_port
+                                       : reinterpret_cast<const sockaddr_in6*>(&ss)->sin6_port);
+}
+void set_port(sockaddr_storage* ss, int port) {
+  if (ss->ss_family == AF_INET)
+    reinterpret_cast<sockaddr_in*>(ss)->sin_port = htons(static_cast<uint16_t>(port));
+  else
+    reinterpret_cast<sockaddr_in6*>(ss)->sin6_port = htons(static_cast<uint16_t>(port));
+}
+}  // namespace
 
 void ws_server::update_fd_locked() { api::set_fd_ready(efd, &efd_signaled, !acceptq.empty() || closed); }
 
@@ -20,7 +35,10 @@ void server_release(ws_server* s) {
   if (s->refs.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
   for (ws_conn* c : s->acceptq) ws_free(c);
   if (s->efd >= 0) close(s->efd);
+  std::vector<net::Loop*> loops;
+  for (auto& l : s->listeners) loops.push_back(l->loop);
   delete s;
+  for (net::Loop* loop : loops) loop->release();
 }
 
 }  // namespace wscore::api
@@ -28,23 +46,23 @@ void server_release(ws_server* s) {
 namespace {
 
 void on_connection(uv_stream_t* listener, int status) {
-  ws_server* s = static_cast<ws_server*>(listener->data);
+  auto* l = static_cast<api::Listener*>(listener->data);
   if (status < 0) {
     api::log(WS_LOG_WARN, "accept: %s", uv_strerror(status));
     return;
   }
-  api::server_on_connection(s);
+  api::server_on_connection(l);
 }
 
-// Loop thread: stop listening and close every connection with 1001.
-void server_shutdown(ws_server* s) {
-  if (s->listener_open) {
-    s->listener_open = false;
-    uv_close(reinterpret_cast<uv_handle_t*>(&s->listener), [](uv_handle_t* h) {
-      api::server_release(static_cast<ws_server*>(h->data));
+// Loop thread of `l`: stop listening and close its connections with 1001.
+void listener_shutdown(api::Listener* l) {
+  if (l->open) {
+    l->open = false;
+    uv_close(reinterpret_cast<uv_handle_t*>(&l->tcp), [](uv_handle_t* h) {
+      api::server_release(static_cast<api::Listener*>(h->data)->server);
     });
   }
-  std::vector<ws_conn*> conns(s->conns.begin(), s->conns.end());
+  std::vector<ws_conn*> conns(l->conns.begin(), l->conns.end());
   for (ws_conn* c : conns) api::conn_shutdown(c, WS_CLOSE_GOING_AWAY, "server shutting down");
 }
 
@@ -60,11 +78,34 @@ int resolve_bind_address(const char* host, int port, sockaddr_storage* ss) {
   if (getaddrinfo(host, nullptr, &hints, &res) != 0 || !res) return WS_ERESOLVE;
   std::memcpy(ss, res->ai_addr, res->ai_addrlen);
   freeaddrinfo(res);
-  if (ss->ss_family == AF_INET)
-    reinterpret_cast<sockaddr_in*>(ss)->sin_port = htons(static_cast<uint16_t>(port));
-  else
-    reinterpret_cast<sockaddr_in6*>(ss)->sin6_port = htons(static_cast<uint16_t>(port));
+  set_port(ss, port);
   return WS_OK;
+}
+
+// A bound socket for one listener. Several listeners share the port through
+// SO_REUSEPORT (the kernel spreads connections over them), which is set only
+// when there are several: otherwise another process could share our port.
+int bind_socket(const sockaddr_storage& ss, bool reuseport, int* err) {
+  int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    *err = errno == ENOMEM || errno == ENOBUFS ? WS_ENOMEM : WS_ESYS;
+    return -1;
+  }
+  int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
+    *err = WS_ENOTSUP;
+    close(fd);
+    return -1;
+  }
+  socklen_t len = ss.ss_family == AF_INET ? sizeof(sockaddr_in) : sizeof(sockaddr_in6);
+  if (bind(fd, reinterpret_cast<const sockaddr*>(&ss), len) != 0) {
+    // EADDRNOTAVAIL (not an address of this machine) stays WS_ESYS, as before.
+    *err = errno == EADDRINUSE ? WS_EADDRINUSE : WS_ESYS;
+    close(fd);
+    return -1;
+  }
+  return fd;
 }
 
 }  // namespace
@@ -75,65 +116,90 @@ WS_EXTERN int ws_listen(const char* host, int port, const ws_options* opts, ws_s
   if (!out) return WS_EINVAL;
   *out = nullptr;
   if (!host || port < 0 || port > 65535) return WS_EINVAL;
+  std::vector<int> fds;
+  ws_server* s = nullptr;
   try {
     auto o = std::make_shared<ws_options>(opts ? *opts : ws_options{});
-    // Not built yet: refuse rather than silently serve plain text or one thread.
+    // Not built yet: refuse rather than silently serve plain text.
     if (!o->tls_cert_file.empty() || !o->tls_cert_pem.empty()) return WS_ENOTSUP;
-    if (o->threads > 1) return WS_ENOTSUP;
     sockaddr_storage ss;
     int rc = resolve_bind_address(host, port, &ss);
     if (rc != WS_OK) return rc;
-    auto* s = new ws_server;
-    s->loop = &net::Loop::get();
+    // Bound here, in the caller, so that the address errors are synchronous;
+    // with port 0 the first socket picks the port the others share.
+    int n = o->threads;
+    for (int i = 0; i < n; i++) {
+      int err = WS_ESYS;
+      int fd = bind_socket(ss, n > 1, &err);
+      if (fd < 0) {
+        for (int f : fds) close(f);
+        return err;
+      }
+      fds.push_back(fd);
+      if (i == 0) {
+        sockaddr_storage bound;
+        socklen_t len = sizeof bound;
+        getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &len);
+        port = get_port(bound);
+        set_port(&ss, port);
+      }
+    }
+    s = new ws_server;
     s->opts = o;
+    s->port = port;
     if (!o->callback_mode) {
       s->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
       if (s->efd < 0) {
+        for (int f : fds) close(f);
         delete s;
         return WS_ESYS;
       }
     }
-    std::promise<int> result;
-    auto fut = result.get_future();
-    s->loop->post([s, &ss, &result] {
-      uv_tcp_init(s->loop->uv(), &s->listener);
-      s->listener.data = s;
-      int r = uv_tcp_bind(&s->listener, reinterpret_cast<sockaddr*>(&ss), 0);
-      if (r == 0) r = uv_listen(reinterpret_cast<uv_stream_t*>(&s->listener), 1024, on_connection);
-      if (r < 0) {
-        uv_close(reinterpret_cast<uv_handle_t*>(&s->listener), nullptr);
-        result.set_value(r == UV_EADDRINUSE ? WS_EADDRINUSE : r == UV_EACCES ? WS_ESYS : WS_ESYS);
-        return;
-      }
-      sockaddr_storage bound;
-      int len = sizeof bound;
-      uv_tcp_getsockname(&s->listener, reinterpret_cast<sockaddr*>(&bound), &len);
-      s->port = ntohs(bound.ss_family == AF_INET ? reinterpret_cast<sockaddr_in*>(&bound)->sin_port
-                                                 : reinterpret_cast<sockaddr_in6*>(&bound)->sin6_port);
-      s->listener_open = true;
-      api::server_retain(s);  // held by the listener handle
-      result.set_value(WS_OK);
-    });
-    rc = fut.get();
-    if (rc != WS_OK) {
-      // The listener handle was closed without a callback reference: wait for
-      // the loop to finish with it before freeing.
-      std::promise<void> done;
-      s->loop->post([&done] { done.set_value(); });
-      done.get_future().wait();
-      std::promise<void> done2;  // the close callback runs one iteration later
-      s->loop->post([&done2] { done2.set_value(); });
-      done2.get_future().wait();
-      api::server_release(s);
-      return rc;
+    for (int i = 0; i < n; i++) {
+      auto l = std::make_unique<api::Listener>();
+      l->server = s;
+      l->loop = net::Loop::acquire(static_cast<size_t>(i));
+      s->listeners.push_back(std::move(l));
     }
-    *out = s;
-    return WS_OK;
-  } catch (const std::bad_alloc&) {
-    return WS_ENOMEM;
   } catch (...) {
-    return WS_ESYS;
+    for (int f : fds) close(f);
+    if (s) {
+      for (auto& l : s->listeners) l->loop->release();
+      if (s->efd >= 0) close(s->efd);
+      delete s;
+    }
+    return WS_ENOMEM;
   }
+  // From here the server is complete: every failure path goes through
+  // ws_server_free, which closes whatever listeners did open.
+  std::vector<std::promise<int>> results(fds.size());
+  for (size_t i = 0; i < fds.size(); i++) {
+    api::Listener* l = s->listeners[i].get();
+    int fd = fds[i];
+    std::promise<int>* result = &results[i];
+    l->loop->post([l, fd, result] {
+      uv_tcp_init(l->loop->uv(), &l->tcp);
+      l->tcp.data = l;
+      api::server_retain(l->server);  // held by the handle until its close callback
+      l->open = true;
+      int r = uv_tcp_open(&l->tcp, fd);
+      if (r < 0) close(fd);  // not adopted by the handle
+      if (r == 0) r = uv_listen(reinterpret_cast<uv_stream_t*>(&l->tcp), 1024, on_connection);
+      if (r < 0) listener_shutdown(l);
+      result->set_value(r == 0 ? WS_OK : r == UV_EADDRINUSE ? WS_EADDRINUSE : WS_ESYS);
+    });
+  }
+  int rc = WS_OK;
+  for (auto& r : results) {
+    int v = r.get_future().get();
+    if (rc == WS_OK) rc = v;
+  }
+  if (rc != WS_OK) {
+    ws_server_free(s);
+    return rc;
+  }
+  *out = s;
+  return WS_OK;
 }
 
 WS_EXTERN int ws_server_port(const ws_server* s) { return s ? s->port : WS_EINVAL; }
@@ -178,11 +244,14 @@ WS_EXTERN int ws_server_close(ws_server* s) {
     // Connections nobody accepted hold a reference to the server: release them
     // now, or the two would keep each other alive.
     for (ws_conn* c : unaccepted) ws_free(c);
-    api::server_retain(s);
-    s->loop->post([s] {
-      server_shutdown(s);
-      api::server_release(s);
-    });
+    for (auto& lp : s->listeners) {
+      api::Listener* l = lp.get();
+      api::server_retain(s);
+      l->loop->post([l] {
+        listener_shutdown(l);
+        api::server_release(l->server);
+      });
+    }
     return WS_OK;
   } catch (...) {
     return WS_ENOMEM;

@@ -1,13 +1,16 @@
-// The library's event loop: one libuv loop on its own thread, started on first
-// use. Other threads hand it work through a lock-protected queue and one
-// uv_async_t; the loop drains the whole queue per wakeup, so many sends cost
-// one wakeup. Knows nothing of the C ABI.
+// The library's event loops: libuv loops, each on its own thread, started on
+// first use and stopped when the last handle using them goes. Loop 0 serves
+// every client and single-threaded server; a server asking for N threads also
+// uses loops 1..N-1. Other threads hand a loop work through a lock-protected
+// queue and one uv_async_t; the loop drains the whole queue per wakeup, so
+// many sends cost one wakeup. Knows nothing of the C ABI.
 #pragma once
 
 #include <uv.h>
 
-#include <atomic>
+#include <cstddef>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -16,27 +19,43 @@ namespace wscore::net {
 
 class Loop {
  public:
-  // The process-wide loop, started lazily.
-  static Loop& get();
+  // Loop number `index`, started if it is not running; the caller owns one
+  // reference and gives it back with release(). Any thread.
+  static Loop* acquire(size_t index);
+  // One more reference, for a caller that holds one already. Any thread.
+  void retain();
+  // Drops a reference; the last one stops the thread (after everything posted
+  // before it ran). Any thread, the loop's own included.
+  void release();
 
   uv_loop_t* uv() { return &loop_; }
+  static Loop* of(const uv_loop_t* l) { return static_cast<Loop*>(l->data); }
   bool on_loop_thread() const { return std::this_thread::get_id() == thread_id_; }
 
   // Runs fn on the loop thread (soon; in order of posting). From the loop
   // thread itself it is queued too (never re-entrant).
   void post(std::function<void()> fn);
 
+  // One read buffer per loop: reads are consumed before the next one, so idle
+  // connections own no buffer.
+  char* read_buffer() { return read_buf_.get(); }
+  static constexpr size_t kReadBufferSize = 64 * 1024;
+
  private:
-  Loop();
+  explicit Loop(size_t index);
+  ~Loop() = default;
   static void on_async(uv_async_t* a);
   void drain();
+  void run();
 
+  size_t index_;
+  size_t users_ = 0;  // under the pool's mutex
   uv_loop_t loop_;
   uv_async_t async_;
   std::mutex mu_;
   std::vector<std::function<void()>> queue_;
   std::vector<std::function<void()>> running_;
-  std::thread thread_;
+  std::unique_ptr<char[]> read_buf_;
   std::thread::id thread_id_;
 };
 

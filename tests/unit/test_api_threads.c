@@ -1,5 +1,6 @@
 /* Thread safety: one thread receives while four send on the same connection;
- * ws_free from another thread while the loop is busy. Run under
+ * ws_free from another thread while the loop is busy; servers on several loop
+ * threads; loop threads that stop when nothing uses them. Run under
  * ThreadSanitizer by CI (build-tsan). */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -8,6 +9,210 @@
 #include <cmocka.h>
 
 #include "api_util.h"
+
+/* Threads of this process, from the kernel's own count. */
+static int thread_count(void) {
+  FILE *f = fopen("/proc/self/status", "r");
+  char line[256];
+  int n = -1;
+  while (f && fgets(line, sizeof line, f))
+    if (sscanf(line, "Threads: %d", &n) == 1) break;
+  if (f) fclose(f);
+  return n;
+}
+
+static int wait_thread_count(int want, int timeout_ms) {
+  long long deadline = now_ms() + timeout_ms;
+  int n = thread_count();
+  while (n != want && now_ms() < deadline) {
+    usleep(5000);
+    n = thread_count();
+  }
+  return n;
+}
+
+/* First in this file: no library handle exists yet. A server with three loop
+ * threads starts exactly three; freeing it stops them all; the library starts
+ * again on the next use. */
+static void *nothing(void *p) { return p; }
+
+static void test_loop_threads_stop_when_unused(void **state) {
+  (void)state;
+  /* A thread of our own first: ThreadSanitizer starts its helper thread with
+   * the first pthread_create, and base must count it. */
+  pthread_t t;
+  pthread_create(&t, NULL, nothing, NULL);
+  pthread_join(t, NULL);
+  int base = thread_count();
+  assert_true(base >= 1);
+  ws_options *o = ws_options_new();
+  assert_int_equal(ws_options_set_threads(o, 3), WS_OK);
+  ws_server *srv = NULL;
+  assert_int_equal(ws_listen("127.0.0.1", 0, o, &srv), WS_OK);
+  assert_int_equal(thread_count(), base + 3);
+  ws_server_free(srv);
+  assert_int_equal(wait_thread_count(base, 2000), base);
+  /* Started again by the next server, and it works. */
+  ws_options_set_threads(o, 1);
+  echo_server e;
+  assert_int_equal(echo_start(&e, o), WS_OK);
+  ws_options_free(o);
+  char url[64];
+  url_for(url, sizeof url, e.port, "/again");
+  ws_conn *ws = NULL;
+  assert_int_equal(ws_open(url, NULL, &ws), WS_OK);
+  assert_int_equal(ws_send(ws, "again", 5, WS_TEXT), WS_OK);
+  ws_message *m = NULL;
+  assert_int_equal(ws_receive(ws, &m, 5000), WS_OK);
+  assert_int_equal(ws_message_size(m), 5);
+  ws_message_free(m);
+  ws_free(ws);
+  echo_stop(&e);
+}
+
+#define LOOPS 4
+#define CLIENTS 64
+
+typedef struct {
+  pthread_mutex_t mu;
+  pthread_t seen[CLIENTS];
+  int nseen;
+  int wrong_thread; /* a connection's callbacks ran on two threads */
+  int opened, closed;
+} mt_state;
+
+static void mt_on_open(ws_conn *ws, void *user) {
+  mt_state *st = (mt_state *)user;
+  pthread_t self = pthread_self();
+  pthread_mutex_lock(&st->mu);
+  int known = 0;
+  for (int i = 0; i < st->nseen; i++) known |= pthread_equal(st->seen[i], self);
+  if (!known && st->nseen < CLIENTS) st->seen[st->nseen++] = self;
+  st->opened++;
+  pthread_mutex_unlock(&st->mu);
+  /* Remembered per connection: every later callback must run on this thread. */
+  pthread_t *mine = malloc(sizeof *mine);
+  *mine = self;
+  ws_set_user_data(ws, mine);
+}
+
+static void mt_on_message(ws_conn *ws, int type, const void *data, size_t len, void *user) {
+  mt_state *st = (mt_state *)user;
+  pthread_t *mine = (pthread_t *)ws_get_user_data(ws);
+  if (!pthread_equal(*mine, pthread_self())) {
+    pthread_mutex_lock(&st->mu);
+    st->wrong_thread++;
+    pthread_mutex_unlock(&st->mu);
+  }
+  ws_send(ws, data, len, type);
+}
+
+static void mt_on_close(ws_conn *ws, int code, const char *reason, void *user) {
+  (void)code;
+  (void)reason;
+  mt_state *st = (mt_state *)user;
+  pthread_t *mine = (pthread_t *)ws_get_user_data(ws);
+  pthread_mutex_lock(&st->mu);
+  if (!pthread_equal(*mine, pthread_self())) st->wrong_thread++;
+  st->closed++;
+  pthread_mutex_unlock(&st->mu);
+  ws_set_user_data(ws, NULL);
+  free(mine);
+}
+
+static void echo_all(int port, ws_conn **conns) {
+  char url[64];
+  url_for(url, sizeof url, port, "/mt");
+  for (int i = 0; i < CLIENTS; i++) assert_int_equal(ws_open(url, NULL, &conns[i]), WS_OK);
+  char msg[32];
+  for (int i = 0; i < CLIENTS; i++) {
+    int n = snprintf(msg, sizeof msg, "client %d", i);
+    assert_int_equal(ws_send(conns[i], msg, (size_t)n, WS_TEXT), WS_OK);
+  }
+  for (int i = 0; i < CLIENTS; i++) {
+    ws_message *m = NULL;
+    assert_int_equal(ws_receive(conns[i], &m, 10000), WS_OK);
+    int n = snprintf(msg, sizeof msg, "client %d", i);
+    assert_int_equal(ws_message_size(m), (size_t)n);
+    assert_memory_equal(ws_message_data(m), msg, (size_t)n);
+    ws_message_free(m);
+  }
+}
+
+/* Callback mode on four loop threads: the kernel spreads the connections over
+ * the listeners (SO_REUSEPORT), each connection stays on its thread. */
+static void test_server_on_several_threads_callbacks(void **state) {
+  (void)state;
+  mt_state st;
+  memset(&st, 0, sizeof st);
+  pthread_mutex_init(&st.mu, NULL);
+  ws_callbacks cbs = {mt_on_open, mt_on_message, mt_on_close, NULL};
+  ws_options *o = ws_options_new();
+  ws_options_set_threads(o, LOOPS);
+  ws_options_set_callbacks(o, &cbs, sizeof cbs, &st);
+  ws_server *srv = NULL;
+  assert_int_equal(ws_listen("127.0.0.1", 0, o, &srv), WS_OK);
+  ws_options_free(o);
+  static ws_conn *conns[CLIENTS];
+  echo_all(ws_server_port(srv), conns);
+  for (int i = 0; i < CLIENTS; i++) {
+    assert_int_equal(ws_close(conns[i], 1000, NULL), WS_OK);
+    ws_free(conns[i]);
+  }
+  long long deadline = now_ms() + 5000;
+  for (;;) {
+    pthread_mutex_lock(&st.mu);
+    int closed = st.closed;
+    pthread_mutex_unlock(&st.mu);
+    if (closed == CLIENTS || now_ms() > deadline) break;
+    usleep(2000);
+  }
+  pthread_mutex_lock(&st.mu);
+  assert_int_equal(st.opened, CLIENTS);
+  assert_int_equal(st.closed, CLIENTS);
+  assert_int_equal(st.wrong_thread, 0);
+  /* 64 connections all hashed onto one of four listeners: (1/4)^63. */
+  assert_true(st.nseen >= 2);
+  assert_true(st.nseen <= LOOPS);
+  pthread_mutex_unlock(&st.mu);
+  ws_server_free(srv);
+  pthread_mutex_destroy(&st.mu);
+}
+
+/* Pull mode on four loop threads; ws_server_close reaches the connections of
+ * every loop (1001). */
+static void test_server_on_several_threads_pull(void **state) {
+  (void)state;
+  ws_options *o = ws_options_new();
+  ws_options_set_threads(o, LOOPS);
+  echo_server e;
+  assert_int_equal(echo_start(&e, o), WS_OK);
+  ws_options_free(o);
+  static ws_conn *conns[CLIENTS];
+  echo_all(e.port, conns);
+  ws_server_close(e.srv);
+  for (int i = 0; i < CLIENTS; i++) {
+    ws_message *m = NULL;
+    assert_int_equal(ws_receive(conns[i], &m, 5000), WS_ECLOSED);
+    assert_int_equal(ws_close_code(conns[i]), WS_CLOSE_GOING_AWAY);
+    ws_free(conns[i]);
+  }
+  echo_stop(&e);
+}
+
+/* A port held by a one-thread server cannot be shared by a several-thread
+ * one (SO_REUSEPORT needs every socket to opt in), and ws_listen cleans up. */
+static void test_several_threads_port_in_use(void **state) {
+  (void)state;
+  ws_server *one = NULL, *many = NULL;
+  assert_int_equal(ws_listen("127.0.0.1", 0, NULL, &one), WS_OK);
+  ws_options *o = ws_options_new();
+  ws_options_set_threads(o, 3);
+  assert_int_equal(ws_listen("127.0.0.1", ws_server_port(one), o, &many), WS_EADDRINUSE);
+  assert_null(many);
+  ws_options_free(o);
+  ws_server_free(one);
+}
 
 #define SENDERS 4
 #define PER_SENDER 500
@@ -91,6 +296,10 @@ static void test_free_while_busy(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_loop_threads_stop_when_unused),
+      cmocka_unit_test(test_server_on_several_threads_callbacks),
+      cmocka_unit_test(test_server_on_several_threads_pull),
+      cmocka_unit_test(test_several_threads_port_in_use),
       cmocka_unit_test(test_concurrent_send_receive),
       cmocka_unit_test(test_free_while_busy),
   };

@@ -1,43 +1,118 @@
 #include "net/loop.hpp"
 
+#include <openssl/crypto.h>
+
+#include <chrono>
+#include <condition_variable>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <future>
 
 namespace wscore::net {
 
 namespace {
 // Never destroyed: a loop thread may still be stopping at exit.
-std::mutex& pool_mu() {
-  static auto* mu = new std::mutex;
-  return *mu;
-}
-std::vector<Loop*>& pool() {
-  static auto* p = new std::vector<Loop*>;
+struct Pool {
+  std::mutex mu;
+  std::vector<Loop*> loops;
+  // Threads of loops that lost their last user and are finishing: joined
+  // before OpenSSL's exit handler runs (see quiesce_at_exit).
+  std::vector<std::thread> stopping;
+  bool atexit_registered = false;
+};
+Pool& pool() {
+  static auto* p = new Pool;
   return *p;
+}
+
+std::vector<std::thread> take_stopping_locked(Pool& p) {
+  std::vector<std::thread> ts;
+  ts.swap(p.stopping);
+  return ts;
+}
+
+void join_all(std::vector<std::thread>& ts) {
+  for (auto& t : ts) {
+    if (t.get_id() == std::this_thread::get_id())
+      t.detach();  // exit() called from a loop callback: it cannot wait for itself
+    else
+      t.join();
+  }
+}
+
+// At exit, OpenSSL's exit handler frees its global state. A loop thread that
+// kept working meanwhile (a client's close frame needs a random mask key)
+// would race it. So every loop thread is brought to a standstill first: the
+// stopping ones are joined, the running ones parked between two callbacks,
+// where they stay until the process is gone. A loop stuck in a callback of
+// the application's is given a second, then left alone.
+void quiesce_at_exit() {
+  struct Parking {
+    std::mutex mu;
+    std::condition_variable cv;
+    size_t parked = 0;
+  };
+  static auto* park = new Parking;  // parked threads use it until the end
+  std::vector<std::thread> ts;
+  size_t posted = 0;
+  {
+    std::lock_guard<std::mutex> g(pool().mu);
+    ts = take_stopping_locked(pool());
+    for (Loop* l : pool().loops) {
+      if (!l || l->on_loop_thread()) continue;  // exit() from a callback: it is this thread
+      l->post([] {
+        std::unique_lock<std::mutex> lk(park->mu);
+        park->parked++;
+        park->cv.notify_all();
+        for (;;) park->cv.wait(lk);
+      });
+      posted++;
+    }
+  }
+  join_all(ts);
+  std::unique_lock<std::mutex> lk(park->mu);
+  park->cv.wait_for(lk, std::chrono::seconds(1), [&] { return park->parked == posted; });
 }
 }  // namespace
 
 Loop* Loop::acquire(size_t index) {
-  std::lock_guard<std::mutex> g(pool_mu());
-  auto& p = pool();
-  if (p.size() <= index) p.resize(index + 1, nullptr);
-  if (!p[index]) p[index] = new Loop(index);
-  p[index]->users_++;
-  return p[index];
+  Pool& p = pool();
+  std::vector<std::thread> finished;
+  Loop* loop;
+  {
+    std::lock_guard<std::mutex> g(p.mu);
+    if (!p.atexit_registered) {
+      // OpenSSL registers its exit handler on first init; ours, registered
+      // after it, runs before it.
+      OPENSSL_init_crypto(0, nullptr);
+      std::atexit(quiesce_at_exit);
+      p.atexit_registered = true;
+    }
+    // Bound the list in programs that start and stop loops many times; these
+    // threads have no user left and finish within one loop iteration.
+    if (p.stopping.size() >= 8) finished = take_stopping_locked(p);
+    if (p.loops.size() <= index) p.loops.resize(index + 1, nullptr);
+    if (!p.loops[index]) p.loops[index] = new Loop(index);
+    loop = p.loops[index];
+    loop->users_++;
+  }
+  join_all(finished);
+  return loop;
 }
 
 void Loop::retain() {
-  std::lock_guard<std::mutex> g(pool_mu());
+  std::lock_guard<std::mutex> g(pool().mu);
   users_++;
 }
 
 void Loop::release() {
   {
-    std::lock_guard<std::mutex> g(pool_mu());
+    std::lock_guard<std::mutex> g(pool().mu);
     if (--users_ != 0) return;
     // From now on acquire() starts a fresh loop; this one finishes its queue.
-    pool()[index_] = nullptr;
+    pool().loops[index_] = nullptr;
+    pool().stopping.push_back(std::move(thread_));
   }
   post([this] { uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr); });
 }
@@ -51,13 +126,12 @@ Loop::Loop(size_t index) : index_(index), read_buf_(new char[kReadBufferSize]) {
   std::signal(SIGPIPE, SIG_IGN);
   std::promise<void> started;
   auto ready = started.get_future();
-  std::thread t([this, &started] {
+  thread_ = std::thread([this, &started] {
     thread_id_ = std::this_thread::get_id();
     started.set_value();
     run();
   });
   ready.wait();  // thread_id_ is set before anyone asks on_loop_thread()
-  t.detach();
 }
 
 void Loop::run() {

@@ -56,6 +56,7 @@ class Loop {
   std::vector<std::function<void()>> queue_;
   std::vector<std::function<void()>> running_;
   std::unique_ptr<char[]> read_buf_;
+  std::thread thread_;  // handed to the pool's stopping list by the last release()
   std::thread::id thread_id_;
 };
 

@@ -1,0 +1,574 @@
+#include "net/tls.hpp"
+
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include <algorithm>
+#include <climits>
+#include <cstring>
+#include <memory>
+#include <new>
+#include <system_error>
+#include <utility>
+
+namespace wscore::net {
+
+namespace {
+
+// The ALPN list a client offers: we speak HTTP/1.1 upgrade only, and a
+// server behind an ALPN-routing proxy needs to see it to send us there.
+constexpr unsigned char kAlpnHttp11[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+
+// OpenSSL keeps errors in a per-thread queue; the earliest entry is the root
+// cause ("No such file or directory" before "system lib"). Drains the queue
+// so that the next operation on this thread starts clean.
+std::string take_openssl_reason() {
+  unsigned long first = ERR_get_error();
+  while (ERR_get_error() != 0) {
+  }
+  if (first == 0) return "";
+  // System errors (a missing file) carry errno; 3.0 has no string for them.
+  if (ERR_SYSTEM_ERROR(first)) return std::system_category().message(static_cast<int>(ERR_GET_REASON(first)));
+  if (const char* r = ERR_reason_error_string(first)) return r;
+  char buf[256];
+  ERR_error_string_n(first, buf, sizeof buf);
+  return buf;
+}
+
+bool set_error(std::string* error, std::string msg) {
+  if (error) *error = std::move(msg);
+  return false;
+}
+
+bool fail_with_reason(std::string* error, const std::string& what) {
+  std::string reason = take_openssl_reason();
+  return set_error(error, reason.empty() ? what : what + ": " + reason);
+}
+
+// A key file protected by a passphrase would make OpenSSL prompt on the
+// terminal of whatever process embeds us. Refuse instead.
+int no_passphrase(char*, int, int, void*) { return -1; }
+
+struct BioFree {
+  void operator()(BIO* b) const { BIO_free(b); }
+};
+struct X509Free {
+  void operator()(X509* x) const { X509_free(x); }
+};
+struct PkeyFree {
+  void operator()(EVP_PKEY* k) const { EVP_PKEY_free(k); }
+};
+
+BIO* pem_bio(const std::string& pem) { return BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())); }
+
+bool too_big(const std::string& pem) { return pem.size() > static_cast<size_t>(INT_MAX); }
+
+// Trust anchors for verifying the peer: any of a file, a directory, PEM text.
+bool load_trust(SSL_CTX* c, const std::string& file, const std::string& dir, const std::string& pem,
+                bool client_ca_list, std::string* error) {
+  if (!file.empty()) {
+    if (SSL_CTX_load_verify_file(c, file.c_str()) != 1) return fail_with_reason(error, "cannot load CA file " + file);
+    if (client_ca_list) {
+      // Tells a client which issuers we accept, so it can pick a certificate.
+      if (STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(file.c_str())) SSL_CTX_set_client_CA_list(c, names);
+      ERR_clear_error();
+    }
+  }
+  if (!dir.empty() && SSL_CTX_load_verify_dir(c, dir.c_str()) != 1)
+    return fail_with_reason(error, "cannot load CA directory " + dir);
+  if (!pem.empty()) {
+    if (too_big(pem)) return set_error(error, "CA PEM is too large");
+    std::unique_ptr<BIO, BioFree> b(pem_bio(pem));
+    if (!b) return fail_with_reason(error, "out of memory");
+    X509_STORE* store = SSL_CTX_get_cert_store(c);
+    int count = 0;
+    while (X509* x = PEM_read_bio_X509(b.get(), nullptr, no_passphrase, nullptr)) {
+      std::unique_ptr<X509, X509Free> owned(x);
+      if (X509_STORE_add_cert(store, x) != 1) return fail_with_reason(error, "cannot add CA certificate");
+      if (client_ca_list) SSL_CTX_add_client_CA(c, x);
+      count++;
+    }
+    ERR_clear_error();  // the loop ends on "no start line": that is the end of the text
+    if (count == 0) return set_error(error, "CA PEM holds no certificate");
+  }
+  return true;
+}
+
+// Our own certificate chain and key, from files or PEM text.
+bool load_identity(SSL_CTX* c, const std::string& cert_file, const std::string& key_file,
+                   const std::string& cert_pem, const std::string& key_pem, std::string* error) {
+  bool has_cert = !cert_file.empty() || !cert_pem.empty();
+  bool has_key = !key_file.empty() || !key_pem.empty();
+  if (!cert_file.empty() && !cert_pem.empty()) return set_error(error, "set a certificate file or PEM text, not both");
+  if (!key_file.empty() && !key_pem.empty()) return set_error(error, "set a key file or PEM text, not both");
+  if (has_cert && !has_key) return set_error(error, "a certificate needs its private key");
+  if (has_key && !has_cert) return set_error(error, "a private key needs its certificate");
+  if (!has_cert) return true;
+
+  SSL_CTX_set_default_passwd_cb(c, no_passphrase);
+  if (!cert_file.empty()) {
+    if (SSL_CTX_use_certificate_chain_file(c, cert_file.c_str()) != 1)
+      return fail_with_reason(error, "cannot load certificate file " + cert_file);
+  } else {
+    if (too_big(cert_pem)) return set_error(error, "certificate PEM is too large");
+    std::unique_ptr<BIO, BioFree> b(pem_bio(cert_pem));
+    if (!b) return fail_with_reason(error, "out of memory");
+    std::unique_ptr<X509, X509Free> leaf(PEM_read_bio_X509(b.get(), nullptr, no_passphrase, nullptr));
+    if (!leaf) return fail_with_reason(error, "cannot read certificate PEM");
+    if (SSL_CTX_use_certificate(c, leaf.get()) != 1) return fail_with_reason(error, "cannot use certificate");
+    // Intermediates after the leaf go out in the handshake, as with a chain file.
+    while (X509* x = PEM_read_bio_X509(b.get(), nullptr, no_passphrase, nullptr)) {
+      if (SSL_CTX_add0_chain_cert(c, x) != 1) {
+        X509_free(x);
+        return fail_with_reason(error, "cannot add chain certificate");
+      }
+    }
+    ERR_clear_error();
+  }
+  std::unique_ptr<EVP_PKEY, PkeyFree> key;
+  if (!key_file.empty()) {
+    std::unique_ptr<BIO, BioFree> b(BIO_new_file(key_file.c_str(), "r"));
+    if (!b) return fail_with_reason(error, "cannot load key file " + key_file);
+    key.reset(PEM_read_bio_PrivateKey(b.get(), nullptr, no_passphrase, nullptr));
+    if (!key) return fail_with_reason(error, "cannot read key file " + key_file);
+  } else {
+    if (too_big(key_pem)) return set_error(error, "key PEM is too large");
+    std::unique_ptr<BIO, BioFree> b(pem_bio(key_pem));
+    if (!b) return fail_with_reason(error, "out of memory");
+    key.reset(PEM_read_bio_PrivateKey(b.get(), nullptr, no_passphrase, nullptr));
+    if (!key) return fail_with_reason(error, "cannot read key PEM");
+  }
+  // The one error users make here is pairing the wrong files; say so.
+  if (SSL_CTX_use_PrivateKey(c, key.get()) != 1)
+    return fail_with_reason(error, "certificate and private key do not match");
+  if (SSL_CTX_check_private_key(c) != 1) return fail_with_reason(error, "certificate and private key do not match");
+  return true;
+}
+
+void common_settings(SSL_CTX* c) {
+  SSL_CTX_set_min_proto_version(c, TLS1_2_VERSION);
+  // Idle connections (most WebSockets, most of the time) give back their
+  // 2 x ~34 KiB record buffers.
+  SSL_CTX_set_mode(c, SSL_MODE_RELEASE_BUFFERS);
+  // Renegotiation only adds attack surface to a long-lived stream.
+  SSL_CTX_set_options(c, SSL_OP_NO_RENEGOTIATION);
+}
+
+// Picks http/1.1 when offered. A client that offers only other protocols (h2)
+// is still served: no ALPN answer rather than a fatal alert, since the
+// upgrade request that follows decides.
+int select_alpn(SSL*, const unsigned char** out, unsigned char* outlen, const unsigned char* in, unsigned int inlen,
+                void*) {
+  unsigned char* selected = nullptr;
+  if (SSL_select_next_proto(&selected, outlen, kAlpnHttp11, sizeof kAlpnHttp11, in, inlen) ==
+      OPENSSL_NPN_NEGOTIATED) {
+    *out = selected;
+    return SSL_TLSEXT_ERR_OK;
+  }
+  return SSL_TLSEXT_ERR_NOACK;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- TlsContext
+
+TlsContext::~TlsContext() { reset(); }
+
+TlsContext::TlsContext(TlsContext&& o) noexcept
+    : ctx_(std::exchange(o.ctx_, nullptr)), server_(o.server_), insecure_(o.insecure_) {}
+
+TlsContext& TlsContext::operator=(TlsContext&& o) noexcept {
+  if (this != &o) {
+    reset();
+    ctx_ = std::exchange(o.ctx_, nullptr);
+    server_ = o.server_;
+    insecure_ = o.insecure_;
+  }
+  return *this;
+}
+
+void TlsContext::reset() noexcept {
+  SSL_CTX_free(ctx_);  // engines hold their own reference through SSL_new
+  ctx_ = nullptr;
+}
+
+bool TlsContext::init_client(const TlsClientConfig& cfg, std::string* error) noexcept {
+  reset();
+  ERR_clear_error();
+  SSL_CTX* c = SSL_CTX_new(TLS_client_method());
+  if (!c) return fail_with_reason(error, "cannot create TLS context");
+  common_settings(c);
+  bool ok = SSL_CTX_set_alpn_protos(c, kAlpnHttp11, sizeof kAlpnHttp11) == 0;  // 0 is success here
+  if (!ok) fail_with_reason(error, "cannot set ALPN");
+  if (ok) {
+    if (cfg.insecure_skip_verify) {
+      SSL_CTX_set_verify(c, SSL_VERIFY_NONE, nullptr);
+    } else {
+      SSL_CTX_set_verify(c, SSL_VERIFY_PEER, nullptr);
+      if (cfg.ca_file.empty() && cfg.ca_dir.empty() && cfg.ca_pem.empty()) {
+        ok = SSL_CTX_set_default_verify_paths(c) == 1;
+        if (!ok) fail_with_reason(error, "cannot load the system CA store");
+      } else {
+        ok = load_trust(c, cfg.ca_file, cfg.ca_dir, cfg.ca_pem, false, error);
+      }
+    }
+  }
+  if (ok) ok = load_identity(c, cfg.cert_file, cfg.key_file, cfg.cert_pem, cfg.key_pem, error);
+  if (!ok) {
+    SSL_CTX_free(c);
+    ERR_clear_error();
+    return false;
+  }
+  ctx_ = c;
+  server_ = false;
+  insecure_ = cfg.insecure_skip_verify;
+  return true;
+}
+
+bool TlsContext::init_server(const TlsServerConfig& cfg, std::string* error) noexcept {
+  reset();
+  ERR_clear_error();
+  if ((cfg.cert_file.empty() && cfg.cert_pem.empty()) || (cfg.key_file.empty() && cfg.key_pem.empty()))
+    return set_error(error, "a TLS server needs a certificate and a private key");
+  if (cfg.verify_client && cfg.ca_file.empty() && cfg.ca_dir.empty() && cfg.ca_pem.empty())
+    return set_error(error, "verifying clients needs a CA file, directory or PEM");
+  SSL_CTX* c = SSL_CTX_new(TLS_server_method());
+  if (!c) return fail_with_reason(error, "cannot create TLS context");
+  common_settings(c);
+  SSL_CTX_set_options(c, SSL_OP_CIPHER_SERVER_PREFERENCE);
+  SSL_CTX_set_alpn_select_cb(c, select_alpn, nullptr);
+  // Without a session id context, a resumed session with client verification
+  // on fails the handshake; any fixed value scopes sessions to this library.
+  static const unsigned char kSidCtx[] = "wscore";
+  SSL_CTX_set_session_id_context(c, kSidCtx, sizeof kSidCtx - 1);
+  bool ok = load_identity(c, cfg.cert_file, cfg.key_file, cfg.cert_pem, cfg.key_pem, error);
+  if (ok && cfg.verify_client) {
+    ok = load_trust(c, cfg.ca_file, cfg.ca_dir, cfg.ca_pem, true, error);
+    SSL_CTX_set_verify(c, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
+  }
+  if (!ok) {
+    SSL_CTX_free(c);
+    ERR_clear_error();
+    return false;
+  }
+  ctx_ = c;
+  server_ = true;
+  insecure_ = false;
+  return true;
+}
+
+// ----------------------------------------------------------------- TlsEngine
+
+const char* tls_state_name(TlsState s) noexcept {
+  switch (s) {
+    case TlsState::idle: return "idle";
+    case TlsState::handshaking: return "handshaking";
+    case TlsState::open: return "open";
+    case TlsState::closed: return "closed";
+    case TlsState::failed: return "failed";
+  }
+  return "?";
+}
+
+TlsEngine::~TlsEngine() { free_all(); }
+
+TlsEngine::TlsEngine(TlsEngine&& o) noexcept
+    : ssl_(std::exchange(o.ssl_, nullptr)),
+      in_(std::exchange(o.in_, nullptr)),
+      out_(std::exchange(o.out_, nullptr)),
+      held_(std::move(o.held_)),
+      state_(std::exchange(o.state_, TlsState::idle)),
+      server_(o.server_),
+      shutdown_sent_(o.shutdown_sent_),
+      error_(std::move(o.error_)) {}
+
+TlsEngine& TlsEngine::operator=(TlsEngine&& o) noexcept {
+  if (this != &o) {
+    free_all();
+    ssl_ = std::exchange(o.ssl_, nullptr);
+    in_ = std::exchange(o.in_, nullptr);
+    out_ = std::exchange(o.out_, nullptr);
+    held_ = std::move(o.held_);
+    state_ = std::exchange(o.state_, TlsState::idle);
+    server_ = o.server_;
+    shutdown_sent_ = o.shutdown_sent_;
+    error_ = std::move(o.error_);
+  }
+  return *this;
+}
+
+void TlsEngine::free_all() noexcept {
+  SSL_free(ssl_);  // frees both BIOs, which SSL_set_bio handed to it
+  ssl_ = nullptr;
+  in_ = out_ = nullptr;
+  held_.clear();
+  held_.shrink_to_fit();
+  state_ = TlsState::idle;
+  shutdown_sent_ = false;
+  error_.clear();
+}
+
+bool TlsEngine::init_common(const TlsContext& ctx, bool server, std::string* error) noexcept {
+  free_all();
+  ERR_clear_error();
+  if (!ctx.valid()) return set_error(error, "TLS context is not initialised");
+  if (ctx.is_server() != server)
+    return set_error(error, server ? "a server engine needs a server context" : "a client engine needs a client context");
+  ssl_ = SSL_new(ctx.native());
+  BIO* in = BIO_new(BIO_s_mem());
+  BIO* out = BIO_new(BIO_s_mem());
+  if (!ssl_ || !in || !out) {
+    BIO_free(in);
+    BIO_free(out);
+    free_all();
+    return fail_with_reason(error, "cannot create TLS connection");
+  }
+  // An empty input BIO means "more is coming", not end of stream: SSL
+  // answers WANT_READ and we wait for the next feed.
+  BIO_set_mem_eof_return(in, -1);
+  SSL_set_bio(ssl_, in, out);
+  in_ = in;
+  out_ = out;
+  server_ = server;
+  state_ = TlsState::handshaking;
+  return true;
+}
+
+bool TlsEngine::init_client(const TlsContext& ctx, std::string_view host, std::string* error) noexcept {
+  // A fully qualified name's trailing dot is not part of SNI (RFC 6066 3)
+  // nor of the names in certificates.
+  if (!host.empty() && host.back() == '.') host.remove_suffix(1);
+  if (host.empty()) return set_error(error, "TLS needs a host name");
+  if (host.find('\0') != std::string_view::npos) return set_error(error, "host name contains a NUL byte");
+  std::string name;
+  try {
+    name.assign(host);
+  } catch (const std::bad_alloc&) {
+    return set_error(error, "out of memory");
+  }
+  // An IPv6 zone ("fe80::1%eth0") names a local interface, not the certificate's address.
+  std::string ip = name.substr(0, name.find('%'));
+  bool is_ip = false;
+  if (ASN1_OCTET_STRING* a = a2i_IPADDRESS(ip.c_str())) {
+    ASN1_OCTET_STRING_free(a);
+    is_ip = true;
+  }
+  ERR_clear_error();
+
+  if (!init_common(ctx, false, error)) return false;
+  bool ok = true;
+  if (!is_ip) ok = SSL_set_tlsext_host_name(ssl_, name.c_str()) == 1;
+  if (ok && !ctx.insecure()) {
+    if (is_ip) {
+      ok = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl_), ip.c_str()) == 1;
+    } else {
+      // "*.example.com" matches "a.example.com" only, never "xa.example.com".
+      SSL_set_hostflags(ssl_, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+      ok = SSL_set1_host(ssl_, name.c_str()) == 1;
+    }
+  }
+  if (!ok) {
+    free_all();
+    return fail_with_reason(error, "cannot set TLS host name " + name);
+  }
+  SSL_set_connect_state(ssl_);
+  drive_handshake();  // puts the ClientHello in the output
+  if (state_ == TlsState::failed) {
+    std::string why = error_;
+    free_all();
+    return set_error(error, why);
+  }
+  return true;
+}
+
+bool TlsEngine::init_server(const TlsContext& ctx, std::string* error) noexcept {
+  if (!init_common(ctx, true, error)) return false;
+  SSL_set_accept_state(ssl_);
+  return true;
+}
+
+void TlsEngine::set_failed(std::string msg) noexcept {
+  state_ = TlsState::failed;
+  held_.clear();
+  error_ = std::move(msg);
+}
+
+void TlsEngine::fail_from_ssl(int ret) noexcept {
+  int code = SSL_get_error(ssl_, ret);
+  unsigned long first = ERR_peek_error();
+  std::string reason = take_openssl_reason();
+  long verify = SSL_get_verify_result(ssl_);
+  if (verify != X509_V_OK && ERR_GET_LIB(first) == ERR_LIB_SSL &&
+      ERR_GET_REASON(first) == SSL_R_CERTIFICATE_VERIFY_FAILED) {
+    // OpenSSL's own reason is only "certificate verify failed"; the verify
+    // result says which check failed and is what a user can act on.
+    reason = std::string("certificate verify failed: ") + X509_verify_cert_error_string(verify);
+  } else if (reason.empty()) {
+    reason = code == SSL_ERROR_ZERO_RETURN ? "peer closed the TLS connection during the handshake"
+                                           : "TLS error (SSL_get_error " + std::to_string(code) + ")";
+  }
+  set_failed(std::move(reason));
+}
+
+void TlsEngine::drive_handshake() noexcept {
+  ERR_clear_error();
+  int r = SSL_do_handshake(ssl_);
+  if (r == 1) {
+    state_ = TlsState::open;
+    flush();  // what the session wrote while the handshake was under way
+    return;
+  }
+  int code = SSL_get_error(ssl_, r);
+  if (code == SSL_ERROR_WANT_READ || code == SSL_ERROR_WANT_WRITE) return;
+  fail_from_ssl(r);
+}
+
+TlsState TlsEngine::feed_ciphertext(const uint8_t* data, size_t len) noexcept {
+  if (state_ == TlsState::idle || state_ == TlsState::failed) return state_;
+  while (len > 0) {
+    int chunk = static_cast<int>(std::min<size_t>(len, INT_MAX));
+    int w = BIO_write(in_, data, chunk);
+    if (w <= 0) {
+      ERR_clear_error();
+      set_failed("out of memory buffering TLS input");
+      return state_;
+    }
+    data += w;
+    len -= static_cast<size_t>(w);
+  }
+  if (state_ == TlsState::handshaking) drive_handshake();
+  return state_;
+}
+
+size_t TlsEngine::read_plaintext(uint8_t* out, size_t cap) noexcept {
+  if (state_ != TlsState::open || cap == 0) return 0;
+  ERR_clear_error();
+  size_t n = 0;
+  int r = SSL_read_ex(ssl_, out, cap, &n);
+  if (r == 1) return n;
+  int code = SSL_get_error(ssl_, r);
+  if (code == SSL_ERROR_WANT_READ || code == SSL_ERROR_WANT_WRITE) return 0;
+  if (code == SSL_ERROR_ZERO_RETURN) {
+    state_ = TlsState::closed;
+    return 0;
+  }
+  fail_from_ssl(r);
+  return 0;
+}
+
+size_t TlsEngine::write_plaintext(const uint8_t* data, size_t len) noexcept {
+  if (state_ == TlsState::idle || state_ == TlsState::failed || shutdown_sent_) return 0;
+  if (len == 0) return 0;
+  const size_t accepted = len;
+  try {
+    if (state_ == TlsState::handshaking || held_.size() + len < kRecordPlaintext) {
+      held_.insert(held_.end(), data, data + len);
+      return len;
+    }
+    // Top the held bytes up to one full record, write whole records straight
+    // from the caller's buffer (no copy for large messages), hold the tail.
+    size_t top = kRecordPlaintext - held_.size();
+    if (top < kRecordPlaintext) {
+      held_.insert(held_.end(), data, data + top);
+      flush();
+      data += top;
+      len -= top;
+    }
+    size_t whole = len - len % kRecordPlaintext;
+    if (whole > 0 && state_ != TlsState::failed) {
+      ERR_clear_error();
+      size_t done = 0;
+      if (SSL_write_ex(ssl_, data, whole, &done) != 1) {
+        fail_from_ssl(0);
+        return 0;
+      }
+    }
+    if (state_ == TlsState::failed) return 0;
+    held_.insert(held_.end(), data + whole, data + len);
+  } catch (const std::bad_alloc&) {
+    set_failed("out of memory buffering TLS output");
+    return 0;
+  }
+  return accepted;
+}
+
+void TlsEngine::flush() noexcept {
+  if (held_.empty() || !handshake_done() || shutdown_sent_) return;
+  ERR_clear_error();
+  size_t done = 0;
+  // Memory BIOs never push back, so a write takes everything or fails.
+  if (SSL_write_ex(ssl_, held_.data(), held_.size(), &done) != 1) {
+    fail_from_ssl(0);
+    return;
+  }
+  held_.clear();
+}
+
+size_t TlsEngine::pending_ciphertext() const noexcept {
+  return out_ ? static_cast<size_t>(BIO_ctrl_pending(out_)) : 0;
+}
+
+size_t TlsEngine::take_ciphertext(std::vector<uint8_t>* out) noexcept {
+  if (!out_) return 0;
+  flush();
+  size_t n = static_cast<size_t>(BIO_ctrl_pending(out_));
+  if (n == 0) return 0;
+  size_t base = out->size();
+  try {
+    out->resize(base + n);
+  } catch (const std::bad_alloc&) {
+    set_failed("out of memory taking TLS output");
+    return 0;
+  }
+  size_t got = 0;
+  while (got < n) {
+    int r = BIO_read(out_, out->data() + base + got, static_cast<int>(std::min<size_t>(n - got, INT_MAX)));
+    if (r <= 0) break;
+    got += static_cast<size_t>(r);
+  }
+  out->resize(base + got);
+  return got;
+}
+
+void TlsEngine::shutdown() noexcept {
+  if (!ssl_ || shutdown_sent_) return;
+  if (handshake_done()) {
+    flush();
+    if (state_ != TlsState::failed) {
+      ERR_clear_error();
+      SSL_shutdown(ssl_);  // 0: sent, the peer's is not in yet; we do not wait for it
+      ERR_clear_error();
+    }
+  }
+  // Before the handshake is done there is no session to close politely: the
+  // transport just closes TCP.
+  shutdown_sent_ = true;
+  held_.clear();
+}
+
+const char* TlsEngine::protocol_version() const noexcept {
+  return ssl_ && handshake_done() ? SSL_get_version(ssl_) : "";
+}
+
+std::string TlsEngine::alpn() const {
+  if (!ssl_) return "";
+  const unsigned char* p = nullptr;
+  unsigned int n = 0;
+  SSL_get0_alpn_selected(ssl_, &p, &n);
+  return p ? std::string(reinterpret_cast<const char*>(p), n) : std::string();
+}
+
+std::string TlsEngine::server_name() const {
+  const char* n = ssl_ ? SSL_get_servername(ssl_, TLSEXT_NAMETYPE_host_name) : nullptr;
+  return n ? std::string(n) : std::string();
+}
+
+bool TlsEngine::peer_certificate_present() const noexcept {
+  return ssl_ && SSL_get0_peer_certificate(ssl_) != nullptr;
+}
+
+}  // namespace wscore::net

@@ -1,0 +1,172 @@
+// TLS for wss://: a sans-I/O engine over OpenSSL memory BIOs.
+//
+// The engine never touches a socket or a loop. The transport feeds it the
+// bytes that came off the wire and writes out what it hands back, so every
+// behaviour (handshake, verification failures, close_notify) is testable in
+// one process by pumping two engines into each other.
+//
+// Driving one connection (one thread at a time, like the SSL object inside):
+//
+//   TlsEngine e;                       // after a successful e.init_client/init_server
+//   e.write_plaintext(p, n);           // any time, even before the handshake is done:
+//                                      // held and sent once it is
+//   on socket bytes:  e.feed_ciphertext(b, k);
+//                     while ((m = e.read_plaintext(buf, cap)) > 0) session.feed(buf, m);
+//   after both:       e.take_ciphertext(out);  -> write `out` to the socket
+//   then:             e.state() == TlsState::failed  -> drop the connection, e.error() says why
+//                     e.state() == TlsState::closed  -> peer sent close_notify (no more input)
+//   to close:         e.shutdown(); e.take_ciphertext(out); write it, then close TCP.
+//
+// Nothing here throws: failures are a false/failed result plus a message
+// built from OpenSSL's own reason ("certificate verify failed: certificate
+// has expired").
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+typedef struct ssl_ctx_st SSL_CTX;
+typedef struct ssl_st SSL;
+typedef struct bio_st BIO;
+
+namespace wscore::net {
+
+// Where trust and identity come from. A file, a directory (c_rehash layout)
+// and PEM text may be combined; PEM text is mainly for tests and embedders.
+struct TlsClientConfig {
+  std::string ca_file, ca_dir, ca_pem;  // none of them: the system store
+  std::string cert_file, key_file;      // client certificate (mutual TLS), optional
+  std::string cert_pem, key_pem;        //   ... or as PEM text
+  bool insecure_skip_verify = false;    // accept any certificate and any host name
+};
+
+struct TlsServerConfig {
+  std::string cert_file, key_file;      // certificate chain (leaf first) and key
+  std::string cert_pem, key_pem;        //   ... or as PEM text
+  bool verify_client = false;           // require a client certificate ...
+  std::string ca_file, ca_dir, ca_pem;  //   ... issued by one of these (one is needed)
+};
+
+// An SSL_CTX: the shared, read-only part (trust store, certificate, key).
+// Built once per client open or per server and shared by its connections;
+// each engine keeps its own reference, so the context may go first.
+class TlsContext {
+ public:
+  TlsContext() = default;
+  ~TlsContext();
+  TlsContext(TlsContext&& o) noexcept;
+  TlsContext& operator=(TlsContext&& o) noexcept;
+  TlsContext(const TlsContext&) = delete;
+  TlsContext& operator=(const TlsContext&) = delete;
+
+  // false with *error set ("cannot load CA file /x: No such file or directory",
+  // "certificate and private key do not match", ...). Replaces any earlier context.
+  bool init_client(const TlsClientConfig& cfg, std::string* error) noexcept;
+  bool init_server(const TlsServerConfig& cfg, std::string* error) noexcept;
+
+  bool valid() const noexcept { return ctx_ != nullptr; }
+  bool is_server() const noexcept { return server_; }
+  bool insecure() const noexcept { return insecure_; }
+  SSL_CTX* native() const noexcept { return ctx_; }
+
+ private:
+  void reset() noexcept;
+  SSL_CTX* ctx_ = nullptr;
+  bool server_ = false;
+  bool insecure_ = false;
+};
+
+enum class TlsState {
+  idle,         // not initialised
+  handshaking,  // handshake under way (plaintext written now is held)
+  open,         // handshake done: plaintext flows both ways
+  closed,       // the peer sent close_notify: no more plaintext will come
+  failed,       // fatal error; error() says why; take_ciphertext may still hold an alert
+};
+
+const char* tls_state_name(TlsState s) noexcept;
+
+// One connection's TLS: an SSL object between two memory BIOs.
+class TlsEngine {
+ public:
+  // Plaintext is gathered up to this much before it becomes records, so many
+  // small writes in one loop turn make a few full records, not one each.
+  static constexpr size_t kRecordPlaintext = 16384;
+
+  TlsEngine() = default;
+  ~TlsEngine();
+  TlsEngine(TlsEngine&& o) noexcept;
+  TlsEngine& operator=(TlsEngine&& o) noexcept;
+  TlsEngine(const TlsEngine&) = delete;
+  TlsEngine& operator=(const TlsEngine&) = delete;
+
+  // Client: `host` is the URL's host (IPv6 without brackets). A name is sent
+  // as SNI and checked against the certificate's DNS names; an IP literal is
+  // checked against its IP addresses and sends no SNI (RFC 6066 3). The
+  // ClientHello is ready in take_ciphertext right after.
+  bool init_client(const TlsContext& ctx, std::string_view host, std::string* error) noexcept;
+  bool init_server(const TlsContext& ctx, std::string* error) noexcept;
+
+  // Bytes from the socket. Consumes all of them (they are buffered until
+  // read_plaintext asks), advances the handshake. Returns state().
+  TlsState feed_ciphertext(const uint8_t* data, size_t len) noexcept;
+
+  // Decrypted application bytes, up to `cap`; 0 when none are ready now (then
+  // see state()). Call until 0 after each feed_ciphertext.
+  size_t read_plaintext(uint8_t* out, size_t cap) noexcept;
+
+  // Application bytes to send. Accepts all `len` bytes unless the engine has
+  // failed or was shut down (then 0). Bytes are held until kRecordPlaintext
+  // gather or flush()/take_ciphertext() is called, and until the handshake is done.
+  size_t write_plaintext(const uint8_t* data, size_t len) noexcept;
+  // Turns held plaintext into records (when the handshake is done).
+  void flush() noexcept;
+
+  // Appends every ciphertext byte ready for the socket to *out (after a
+  // flush()); returns how many. Handshake messages, records, alerts, close_notify.
+  size_t take_ciphertext(std::vector<uint8_t>* out) noexcept;
+  // Ciphertext ready now, without flushing held plaintext.
+  size_t pending_ciphertext() const noexcept;
+  // Plaintext accepted but not yet turned into records.
+  size_t pending_plaintext() const noexcept { return held_.size(); }
+
+  // Sends close_notify (after flushing held plaintext, if the handshake is
+  // done); later writes are refused. Idempotent. Take the ciphertext after.
+  void shutdown() noexcept;
+
+  TlsState state() const noexcept { return state_; }
+  bool handshake_done() const noexcept { return state_ == TlsState::open || state_ == TlsState::closed; }
+  bool is_server() const noexcept { return server_; }
+  bool shutdown_sent() const noexcept { return shutdown_sent_; }
+  // Why it failed: "certificate verify failed: hostname mismatch",
+  // "peer did not return a certificate", "tlsv1 alert unknown ca", ... "" otherwise.
+  const std::string& error() const noexcept { return error_; }
+  // After the handshake: "TLSv1.3", the ALPN protocol ("http/1.1" or ""),
+  // and whether the peer showed a certificate.
+  const char* protocol_version() const noexcept;
+  std::string alpn() const;
+  // Server: the SNI host name the client sent ("" for none, e.g. an IP literal).
+  std::string server_name() const;
+  bool peer_certificate_present() const noexcept;
+
+ private:
+  bool init_common(const TlsContext& ctx, bool server, std::string* error) noexcept;
+  void drive_handshake() noexcept;
+  void fail_from_ssl(int ret) noexcept;
+  void set_failed(std::string msg) noexcept;
+  void free_all() noexcept;
+
+  SSL* ssl_ = nullptr;
+  BIO* in_ = nullptr;   // ciphertext from the peer; SSL reads it
+  BIO* out_ = nullptr;  // ciphertext to the peer; SSL writes it
+  std::vector<uint8_t> held_;
+  TlsState state_ = TlsState::idle;
+  bool server_ = false;
+  bool shutdown_sent_ = false;
+  std::string error_;
+};
+
+}  // namespace wscore::net

@@ -216,9 +216,13 @@ WS_EXTERN int ws_options_set_threads(ws_options *opts, int threads);
  * the application calls ws_upgrade_accept or ws_upgrade_reject. Default 0. */
 WS_EXTERN int ws_options_set_manual_upgrade(ws_options *opts, int enable);
 
-/* TLS (wss://). Paths are copied. PEM text is copied. In this version TLS is
- * not implemented yet: ws_open("wss://...") and ws_listen with a certificate
- * answer WS_ENOTSUP (never a silent fallback to plain text). */
+/* TLS (wss://). Paths are copied. PEM text is copied. Files are read by
+ * ws_open / ws_listen, which answer WS_ETLS when they cannot be used.
+ * Client: the CA file/dir replace the system store (default: the system
+ * store); cert+key are a client certificate for mutual TLS; the host name (or
+ * IP address) of the URL is verified and sent as SNI.
+ * Server: any certificate or key set makes ws_listen a wss server (both are
+ * needed, and must match: else WS_ETLS, never a silent fallback to plain text). */
 WS_EXTERN int ws_options_set_tls_ca_file(ws_options *opts, const char *path);
 WS_EXTERN int ws_options_set_tls_ca_dir(ws_options *opts, const char *path);
 WS_EXTERN int ws_options_set_tls_cert_file(ws_options *opts, const char *path);

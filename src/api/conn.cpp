@@ -113,8 +113,8 @@ void on_write(uv_write_t* req, int status) {
   api::conn_release(c);
 }
 
-// Writes raw bytes in order with everything written before.
-void write_bytes(ws_conn* c, const uint8_t* data, size_t len) {
+// Writes socket bytes in order with everything written before.
+void write_wire(ws_conn* c, const uint8_t* data, size_t len) {
   if (len == 0 || c->transport_closing) return;
   if (c->writes_pending == 0) {
     uv_buf_t b = uv_buf_init(reinterpret_cast<char*>(const_cast<uint8_t*>(data)),
@@ -151,6 +151,27 @@ void write_bytes(ws_conn* c, const uint8_t* data, size_t len) {
   }
 }
 
+// Hands whatever TLS has for the socket (records, handshake messages,
+// alerts, close_notify) to the socket.
+void tls_push(ws_conn* c) {
+  thread_local std::vector<uint8_t> out;  // per loop thread, reused
+  c->tls_engine->flush();
+  out.clear();
+  if (c->tls_engine->take_ciphertext(&out)) write_wire(c, out.data(), out.size());
+  if (out.capacity() > (1u << 20)) std::vector<uint8_t>().swap(out);  // a big burst is not kept
+}
+
+// Writes bytes of the connection (HTTP head or frames), through TLS for wss.
+void write_bytes(ws_conn* c, const uint8_t* data, size_t len) {
+  if (!c->tls_engine) {
+    write_wire(c, data, len);
+    return;
+  }
+  if (len == 0 || c->transport_closing) return;
+  c->tls_engine->write_plaintext(data, len);  // refused (0) only after a failure or shutdown
+  tls_push(c);
+}
+
 // Writes the session's output; closes TCP once the close handshake is over and
 // everything is written.
 void flush(ws_conn* c) {
@@ -160,6 +181,11 @@ void flush(ws_conn* c) {
     if (n) {
       write_bytes(c, c->session->output_data(), n);
       c->session->consume_output(n);
+    }
+    if (c->session->should_close_transport() && c->tls_engine && !c->tls_engine->shutdown_sent()) {
+      // close_notify after the close frame; TCP closes once it is written.
+      c->tls_engine->shutdown();
+      tls_push(c);
     }
     if (c->session->should_close_transport() && c->writes_pending == 0 && !c->transport_closing) {
       int code;
@@ -541,25 +567,23 @@ void on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
   *buf = uv_buf_init(net::Loop::of(h->loop)->read_buffer(), net::Loop::kReadBufferSize);
 }
 
-void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
-  ws_conn* c = static_cast<ws_conn*>(stream->data);
-  if (nread == 0) return;
-  if (nread < 0) {
-    const char* why = nread == UV_EOF ? "the peer closed the connection" : uv_strerror(static_cast<int>(nread));
-    if (c->phase == Phase::connecting || c->phase == Phase::handshake) {
-      if (!c->is_server) {
-        finish_open_error(c, WS_EHANDSHAKE, std::string("connection closed during the handshake: ") + why);
-        return;
-      }
+// The peer's bytes are over (EOF, reset, TLS close_notify).
+void on_end_of_input(ws_conn* c, const char* why) {
+  if (c->phase == Phase::connecting || c->phase == Phase::handshake) {
+    if (!c->is_server) {
+      finish_open_error(c, WS_EHANDSHAKE, std::string("connection closed during the handshake: ") + why);
+      return;
     }
-    // A clean EOF after the close handshake keeps the peer's code; otherwise 1006.
-    close_transport(c, WS_CLOSE_ABNORMAL, why);
-    return;
   }
-  size_t n = static_cast<size_t>(nread);
+  // A clean EOF after the close handshake keeps the peer's code; otherwise 1006.
+  close_transport(c, WS_CLOSE_ABNORMAL, why);
+}
+
+// Bytes of the connection (plaintext for wss), by phase.
+void on_plain(ws_conn* c, char* data, size_t n) {
   switch (c->phase) {
     case Phase::handshake:
-      c->hs_in.append(buf->base, n);
+      c->hs_in.append(data, n);
       if (c->is_server)
         server_handshake_data(c);
       else
@@ -570,14 +594,56 @@ void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
         close_transport(c, WS_CLOSE_ABNORMAL, "too much data before the upgrade was accepted");
         return;
       }
-      c->hs_in.append(buf->base, n);
+      c->hs_in.append(data, n);
       break;
     case Phase::open:
-      feed(c, reinterpret_cast<uint8_t*>(buf->base), n);
+      feed(c, reinterpret_cast<uint8_t*>(data), n);
       break;
     default:
       break;
   }
+}
+
+void tls_failed(ws_conn* c) {
+  std::string why = "TLS: " + c->tls_engine->error();
+  tls_push(c);  // the alert, if OpenSSL made one
+  if (!c->is_server && (c->phase == Phase::connecting || c->phase == Phase::handshake)) {
+    finish_open_error(c, WS_ETLS, why);
+    return;
+  }
+  api::log(WS_LOG_INFO, "%s with %s", why.c_str(), c->peer.c_str());
+  close_transport(c, WS_CLOSE_ABNORMAL, why.c_str());
+}
+
+// wss: ciphertext in, plaintext up. The read buffer is free again once the
+// engine took the ciphertext, so the plaintext is read into it.
+void on_tls_read(ws_conn* c, char* buf, size_t n) {
+  net::TlsEngine& e = *c->tls_engine;
+  e.feed_ciphertext(reinterpret_cast<uint8_t*>(buf), n);
+  size_t m;
+  while (!c->transport_closing &&
+         (m = e.read_plaintext(reinterpret_cast<uint8_t*>(buf), net::Loop::kReadBufferSize)) > 0)
+    on_plain(c, buf, m);
+  if (c->transport_closing) return;
+  if (e.state() == net::TlsState::failed) {
+    tls_failed(c);
+    return;
+  }
+  tls_push(c);  // handshake replies, tickets
+  if (e.state() == net::TlsState::closed && !c->transport_closing) on_end_of_input(c, "the peer closed TLS");
+}
+
+void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
+  ws_conn* c = static_cast<ws_conn*>(stream->data);
+  if (nread == 0) return;
+  if (nread < 0) {
+    on_end_of_input(c, nread == UV_EOF ? "the peer closed the connection" : uv_strerror(static_cast<int>(nread)));
+    return;
+  }
+  if (c->tls_engine)
+    on_tls_read(c, buf->base, static_cast<size_t>(nread));
+  else
+    on_plain(c, buf->base, static_cast<size_t>(nread));
 }
 
 // ---- client connect ----
@@ -618,6 +684,17 @@ void on_connect(uv_connect_t* req, int status) {
   spec.subprotocols = c->opts->subprotocols;
   spec.extra = c->opts->headers;
   std::string reqs = proto::build_request(spec);
+  if (c->tls_ctx) {
+    // The request is held by the engine until the TLS handshake is done.
+    c->tls_engine = std::make_unique<net::TlsEngine>();
+    std::string err;
+    if (!c->tls_engine->init_client(*c->tls_ctx, c->url.host, &err)) {
+      c->tls_engine.reset();
+      finish_open_error(c, WS_ETLS, "TLS: " + err);
+      api::conn_release(c);
+      return;
+    }
+  }
   uv_read_start(reinterpret_cast<uv_stream_t*>(&c->tcp), on_alloc, on_read);
   write_bytes(c, reinterpret_cast<const uint8_t*>(reqs.data()), reqs.size());
   api::conn_release(c);
@@ -957,6 +1034,17 @@ void server_on_connection(Listener* l) {
   record_peer(c);
   c->phase = Phase::handshake;
   c->listener = l;
+  if (s->tls_ctx) {
+    c->tls = true;
+    c->tls_engine = std::make_unique<net::TlsEngine>();
+    std::string err;
+    if (!c->tls_engine->init_server(*s->tls_ctx, &err)) {
+      c->tls_engine.reset();
+      log(WS_LOG_WARN, "TLS: %s", err.c_str());
+      close_transport(c, WS_CLOSE_ABNORMAL, err.c_str());
+      return;
+    }
+  }
   l->conns.insert(c);
   if (c->opts->handshake_timeout > 0)
     uv_timer_start(&c->timer, on_handshake_timeout, static_cast<uint64_t>(c->opts->handshake_timeout), 0);
@@ -997,11 +1085,36 @@ WS_EXTERN int ws_open(const char* url, const ws_options* opts, ws_conn** out) {
     api::log(WS_LOG_INFO, "ws_open: %s", err.c_str());
     return WS_EURL;
   }
-  if (u.tls) return WS_ENOTSUP;
   auto o = std::make_shared<ws_options>(opts ? *opts : ws_options{});
   ws_conn* c = api::new_conn(o, false, net::Loop::acquire(0));
   if (!c) return WS_ESYS;
   c->url = u;
+  if (u.tls) {
+    c->tls = true;
+    net::TlsClientConfig cfg;
+    cfg.ca_file = o->tls_ca_file;
+    cfg.ca_dir = o->tls_ca_dir;
+    cfg.cert_file = o->tls_cert_file;
+    cfg.key_file = o->tls_key_file;
+    cfg.cert_pem = o->tls_cert_pem;
+    cfg.key_pem = o->tls_key_pem;
+    cfg.insecure_skip_verify = o->tls_insecure;
+    auto ctx = std::make_shared<net::TlsContext>();
+    std::string err;
+    if (!ctx->init_client(cfg, &err)) {
+      // A closed connection that says why, as for a failed TLS handshake.
+      std::lock_guard<std::mutex> g(c->mu);
+      c->error_detail = "TLS: " + err;
+      c->close_code = WS_CLOSE_ABNORMAL;
+      c->closed = true;
+      c->state = WS_STATE_CLOSED;
+      c->open_result = WS_ETLS;
+      c->update_fd_locked();
+      *out = c;
+      return WS_ETLS;
+    }
+    c->tls_ctx = std::move(ctx);
+  }
   c->phase = Phase::connecting;
   int timeout = o->connect_timeout;
   auto deadline = Clock::now() + std::chrono::milliseconds(timeout < 0 ? 0 : timeout);

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "net/loop.hpp"
+#include "net/tls.hpp"
 #include "net/url.hpp"
 #include "proto/handshake.hpp"
 #include "proto/session.hpp"
@@ -119,12 +120,16 @@ struct ws_conn {
   bool timer_inited = false;
   bool transport_closing = false;
   std::unique_ptr<wscore::proto::Session> session;
+  // wss: the transport filter between the socket and everything above it
+  // (plaintext in and out; the HTTP upgrade and the frames ride inside).
+  std::unique_ptr<wscore::net::TlsEngine> tls_engine;
   std::string hs_in;             // handshake bytes received so far
   size_t writes_pending = 0;     // uv_write requests in flight
   bool close_cb_done = false;
   std::atomic<bool> drain_wanted{false};
   bool open_notified = false;
   wscore::net::Url url;          // client
+  std::shared_ptr<wscore::net::TlsContext> tls_ctx;  // wss client
   std::string hs_key;            // client: key sent; server: key received
   uv_getaddrinfo_t* resolver = nullptr;
   struct addrinfo* addrs = nullptr;
@@ -180,6 +185,7 @@ struct ws_server {
   std::shared_ptr<const ws_options> opts;
   std::vector<std::unique_ptr<wscore::api::Listener>> listeners;  // one per loop thread
   int port = 0;
+  std::shared_ptr<wscore::net::TlsContext> tls_ctx;  // wss server: shared by its connections
 
   std::mutex mu;
   std::condition_variable cv;

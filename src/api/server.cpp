@@ -120,8 +120,26 @@ WS_EXTERN int ws_listen(const char* host, int port, const ws_options* opts, ws_s
   ws_server* s = nullptr;
   try {
     auto o = std::make_shared<ws_options>(opts ? *opts : ws_options{});
-    // Not built yet: refuse rather than silently serve plain text.
-    if (!o->tls_cert_file.empty() || !o->tls_cert_pem.empty()) return WS_ENOTSUP;
+    // Any certificate or key makes a wss server; what is missing or wrong is
+    // an error now, never a silent fall back to plain text.
+    std::shared_ptr<net::TlsContext> tls_ctx;
+    if (!o->tls_cert_file.empty() || !o->tls_cert_pem.empty() || !o->tls_key_file.empty() ||
+        !o->tls_key_pem.empty()) {
+      net::TlsServerConfig cfg;
+      cfg.cert_file = o->tls_cert_file;
+      cfg.key_file = o->tls_key_file;
+      cfg.cert_pem = o->tls_cert_pem;
+      cfg.key_pem = o->tls_key_pem;
+      cfg.verify_client = o->tls_verify_client;
+      cfg.ca_file = o->tls_ca_file;
+      cfg.ca_dir = o->tls_ca_dir;
+      tls_ctx = std::make_shared<net::TlsContext>();
+      std::string err;
+      if (!tls_ctx->init_server(cfg, &err)) {
+        api::log(WS_LOG_WARN, "ws_listen: TLS: %s", err.c_str());
+        return WS_ETLS;
+      }
+    }
     sockaddr_storage ss;
     int rc = resolve_bind_address(host, port, &ss);
     if (rc != WS_OK) return rc;
@@ -147,6 +165,7 @@ WS_EXTERN int ws_listen(const char* host, int port, const ws_options* opts, ws_s
     s = new ws_server;
     s->opts = o;
     s->port = port;
+    s->tls_ctx = std::move(tls_ctx);
     if (!o->callback_mode) {
       s->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
       if (s->efd < 0) {

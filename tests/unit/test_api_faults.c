@@ -306,13 +306,6 @@ static void test_idle_and_keepalive(void **state) {
   close(fd);
   ws_free(s);
   ws_server_free(srv);
-  /* Not implemented yet, so refused rather than ignored. */
-  o = ws_options_new();
-  ws_options_set_tls_cert_file(o, "/nonexistent.pem");
-  assert_int_equal(ws_listen("127.0.0.1", 0, o, &srv), WS_ENOTSUP);
-  ws_options_free(o);
-  ws_conn *w = NULL;
-  assert_int_equal(ws_open("wss://127.0.0.1:1/", NULL, &w), WS_ENOTSUP);
 }
 
 /* Pull mode: a protocol error right behind a valid message. The application

@@ -326,6 +326,139 @@ static void test_handshake_timeouts(void **state) {
   ws_options_free(co);
 }
 
+static char *slurp(const char *path) {
+  FILE *f = fopen(path, "rb");
+  assert_non_null(f);
+  static char buf[8][8192];
+  static int next;
+  char *b = buf[next++ % 8];
+  size_t n = fread(b, 1, sizeof buf[0] - 1, f);
+  fclose(f);
+  b[n] = 0;
+  return b;
+}
+
+/* Certificates and keys given as PEM text rather than paths. */
+static void test_pem_text(void **state) {
+  (void)state;
+  ws_options *so = ws_options_new();
+  assert_int_equal(ws_options_set_tls_cert_pem(so, slurp(pki("server.pem"))), WS_OK);
+  assert_int_equal(ws_options_set_tls_key_pem(so, slurp(pki("server.key"))), WS_OK);
+  assert_int_equal(ws_options_set_tls_verify_client(so, 1), WS_OK);
+  assert_int_equal(ws_options_set_tls_ca_file(so, pki("ca.pem")), WS_OK);
+  echo_server e;
+  assert_int_equal(echo_start(&e, so), WS_OK);
+  ws_options *co = client_opts("ca.pem");
+  ws_options_set_tls_cert_pem(co, slurp(pki("client.pem")));
+  ws_options_set_tls_key_pem(co, slurp(pki("client.key")));
+  open_expect("localhost", e.port, co, WS_OK, NULL);
+  echo_stop(&e);
+  ws_options_free(co);
+  /* PEM text that is not a certificate: WS_ETLS, not a crash or plain text. */
+  ws_server *s = NULL;
+  ws_options_set_tls_cert_pem(so, "-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n");
+  assert_int_equal(ws_listen("127.0.0.1", 0, so, &s), WS_ETLS);
+  assert_null(s);
+  ws_options_free(so);
+}
+
+/* Every frame length encoding, and sizes around the 16 KiB TLS record. */
+static void test_size_classes(void **state) {
+  (void)state;
+  ws_options *so = server_opts("server.pem", "server.key");
+  echo_server e;
+  assert_int_equal(echo_start(&e, so), WS_OK);
+  ws_options *co = client_opts("ca.pem");
+  char url[128];
+  snprintf(url, sizeof url, "wss://localhost:%d/", e.port);
+  ws_conn *ws = NULL;
+  assert_int_equal(ws_open(url, co, &ws), WS_OK);
+  static const size_t sizes[] = {0, 1, 125, 126, 127, 16383, 16384, 16385, 65535, 65536, 65537, 1 << 20};
+  unsigned char *buf = malloc(1 << 20);
+  for (size_t i = 0; i < (1 << 20); i++) buf[i] = (unsigned char)(i ^ (i >> 8));
+  for (size_t k = 0; k < sizeof sizes / sizeof sizes[0]; k++) echo_once(ws, buf, sizes[k], WS_BINARY);
+  free(buf);
+  assert_int_equal(ws_close(ws, WS_CLOSE_NORMAL, ""), WS_OK);
+  ws_free(ws);
+  echo_stop(&e);
+  ws_options_free(co);
+  ws_options_free(so);
+}
+
+static void *close_after_one(void *arg) {
+  ws_server *srv = (ws_server *)arg;
+  ws_conn *ws = NULL;
+  if (ws_accept(srv, &ws, 5000) != WS_OK) return NULL;
+  ws_message *m = NULL;
+  if (ws_receive(ws, &m, 5000) == WS_OK) {
+    ws_send(ws, ws_message_data(m), ws_message_size(m), ws_message_type(m));
+    ws_message_free(m);
+  }
+  ws_close(ws, 4001, "server says bye");
+  ws_free(ws);
+  return NULL;
+}
+
+/* The server starts the close: the client sees the code and reason, then the end. */
+static void test_server_side_close(void **state) {
+  (void)state;
+  ws_options *so = server_opts("server.pem", "server.key");
+  ws_server *srv = NULL;
+  assert_int_equal(ws_listen("127.0.0.1", 0, so, &srv), WS_OK);
+  pthread_t t;
+  pthread_create(&t, NULL, close_after_one, srv);
+  ws_options *co = client_opts("ca.pem");
+  char url[128];
+  snprintf(url, sizeof url, "wss://localhost:%d/", ws_server_port(srv));
+  ws_conn *ws = NULL;
+  assert_int_equal(ws_open(url, co, &ws), WS_OK);
+  echo_once(ws, "one", 3, WS_TEXT);
+  ws_message *m = NULL;
+  assert_int_equal(ws_receive(ws, &m, 5000), WS_ECLOSED);
+  assert_int_equal(ws_close_code(ws), 4001);
+  assert_string_equal(ws_close_reason(ws), "server says bye");
+  pthread_join(t, NULL);
+  ws_free(ws);
+  ws_server_free(srv);
+  ws_options_free(co);
+  ws_options_free(so);
+}
+
+static void cb_echo(ws_conn *ws, int type, const void *data, size_t len, void *user) {
+  (void)user;
+  ws_send(ws, data, len, type); /* from the loop thread, through TLS, no hop */
+}
+
+/* Callback mode on two loop threads: each connection's TLS stays on its own loop. */
+static void test_callback_mode_two_threads(void **state) {
+  (void)state;
+  ws_options *so = server_opts("server.pem", "server.key");
+  ws_callbacks cbs = {NULL, cb_echo, NULL, NULL};
+  assert_int_equal(ws_options_set_callbacks(so, &cbs, sizeof cbs, NULL), WS_OK);
+  assert_int_equal(ws_options_set_threads(so, 2), WS_OK);
+  ws_server *srv = NULL;
+  assert_int_equal(ws_listen("127.0.0.1", 0, so, &srv), WS_OK);
+  ws_options *co = client_opts("ca.pem");
+  char url[128];
+  snprintf(url, sizeof url, "wss://localhost:%d/", ws_server_port(srv));
+  enum { N = 6 };
+  ws_conn *c[N];
+  for (int i = 0; i < N; i++) assert_int_equal(ws_open(url, co, &c[i]), WS_OK);
+  for (int round = 0; round < 20; round++)
+    for (int i = 0; i < N; i++) {
+      char msg[32];
+      int k = snprintf(msg, sizeof msg, "conn %d round %d", i, round);
+      echo_once(c[i], msg, (size_t)k, WS_TEXT);
+    }
+  for (int i = 0; i < N; i++) {
+    assert_int_equal(ws_close(c[i], WS_CLOSE_NORMAL, ""), WS_OK);
+    ws_free(c[i]);
+  }
+  ws_server_free(srv);
+  ws_options_free(co);
+  ws_options_free(so);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_echo_over_tls),
@@ -334,6 +467,10 @@ int main(void) {
       cmocka_unit_test(test_bad_configuration),
       cmocka_unit_test(test_wrong_protocol_peers),
       cmocka_unit_test(test_handshake_timeouts),
+      cmocka_unit_test(test_pem_text),
+      cmocka_unit_test(test_size_classes),
+      cmocka_unit_test(test_server_side_close),
+      cmocka_unit_test(test_callback_mode_two_threads),
   };
   return cmocka_run_group_tests(tests, setup_pki, teardown_pki);
 }

@@ -154,11 +154,16 @@ void write_wire(ws_conn* c, const uint8_t* data, size_t len) {
 // Hands whatever TLS has for the socket (records, handshake messages,
 // alerts, close_notify) to the socket.
 void tls_push(ws_conn* c) {
-  thread_local std::vector<uint8_t> out;  // per loop thread, reused
+  // One buffer per loop thread, reused. Taken out while in use: a write error
+  // runs on_close, whose ws_send on another wss connection comes back here.
+  thread_local std::vector<uint8_t> scratch;
+  std::vector<uint8_t> out;
+  out.swap(scratch);
   c->tls_engine->flush();
   out.clear();
   if (c->tls_engine->take_ciphertext(&out)) write_wire(c, out.data(), out.size());
-  if (out.capacity() > (1u << 20)) std::vector<uint8_t>().swap(out);  // a big burst is not kept
+  out.clear();
+  if (out.capacity() <= (1u << 20)) out.swap(scratch);  // a big burst is not kept
 }
 
 // Writes bytes of the connection (HTTP head or frames), through TLS for wss.

@@ -132,6 +132,10 @@ ParseStatus scan_head(const char* d, size_t len, const HandshakeLimits& lim, Sta
     if (!nl) {
       // A partial line can already be hopeless (a TLS ClientHello on a plain
       // port, a binary peer): say so now rather than at the size limit.
+      if (!first && pos < limit && is_ows(d[pos])) {
+        *err = parse_header_line(std::string_view(d + pos, limit - pos), nullptr);
+        return ParseStatus::error;
+      }
       for (size_t i = pos; i < limit; i++) {
         unsigned char c = static_cast<unsigned char>(d[i]);
         if (c == '\r' && i + 1 == limit) break;

@@ -518,7 +518,7 @@ def _auto_frag(p, c):
 case("10.1.1", "text message of 65536 bytes sent as fragments of 1300 bytes", _auto_frag, {OK: [msg(b"*" * 65536)]}, NORMAL, 10)
 
 
-def select(patterns="*", exclude="", slow=True):
+def select(patterns="*", exclude="", slow=True, only_slow=False):
     """Cases whose ids match any of the comma-separated patterns (fnmatch;
     '6.4' alone means '6.4.*' too), minus excluded ones and, unless slow,
     the long 9.x cases."""
@@ -528,4 +528,5 @@ def select(patterns="*", exclude="", slow=True):
         return any(fnmatch.fnmatch(cid, q) or cid.startswith(q.rstrip(".*") + ".") or cid == q for q in pats)
     pats = [q for q in patterns.split(",") if q]
     excl = [q for q in exclude.split(",") if q]
-    return [c for c in CASES if match(c.id, pats) and not (excl and match(c.id, excl)) and (slow or not c.slow)]
+    return [c for c in CASES if match(c.id, pats) and not (excl and match(c.id, excl)) and (slow or not c.slow)
+            and (c.slow or not only_slow)]

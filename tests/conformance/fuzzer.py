@@ -182,6 +182,31 @@ class Fuzzer(asyncio.Protocol):
         self.rx += data
         self._parse()
 
+    def _drain_after_error(self):
+        # asyncio gives up on a connection at its first write error (the peer
+        # reset it, say, after closing with our bytes unread), but what the
+        # peer sent before that is still in the kernel's receive buffer: its
+        # close frame above all. Read it, as a blocking reader would have.
+        sock = self.transport.get_extra_info("socket")
+        if sock is None:
+            return
+        try:
+            raw = socket.socket(fileno=os.dup(sock.fileno()))
+        except OSError:
+            return
+        try:
+            raw.setblocking(False)
+            while self.state in (OPEN, CLOSING):
+                data = raw.recv(1 << 16)
+                if not data:
+                    break
+                self.rx += data
+                self._parse()
+        except OSError:
+            pass
+        finally:
+            raw.close()
+
     def _check_response(self, head):
         lines = head.split("\r\n")
         parts = lines[0].split(" ", 2)
@@ -206,6 +231,8 @@ class Fuzzer(asyncio.Protocol):
         self.transport.abort()
 
     def connection_lost(self, exc):
+        if exc is not None and self.state in (OPEN, CLOSING):
+            self._drain_after_error()
         prev = self.state
         self.state = CLOSED
         for t in self.timers:
@@ -218,7 +245,8 @@ class Fuzzer(asyncio.Protocol):
                     self.was_clean = True
             if not self.was_clean and self.not_clean_reason is None:
                 self.not_clean_reason = ("peer dropped TCP" if not self.dropped_by_me else "I dropped TCP")
-        self.log("TCP closed")
+        self.tcp_error = repr(exc) if exc else None
+        self.log("TCP closed" + (f" ({exc!r}: data the peer sent last may be lost)" if exc else ""))
         self.on_done(self)
 
     # ------------------------------------------------------------ sending

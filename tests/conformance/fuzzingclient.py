@@ -60,6 +60,7 @@ def main():
     ap.add_argument("port", type=int)
     ap.add_argument("--cases", default="*", help="comma-separated case id patterns (default: all)")
     ap.add_argument("--exclude", default="")
+    ap.add_argument("--only-slow", action="store_true", help="only the long 9.x cases")
     ap.add_argument("--no-slow", action="store_true", help="leave out the long 9.x cases")
     ap.add_argument("--agent", default="server under test")
     ap.add_argument("--json")
@@ -68,7 +69,7 @@ def main():
                     help="also require a close frame (not a bare TCP drop) when the peer fails the connection")
     ap.add_argument("-v", "--verbose", action="store_true")
     a = ap.parse_args()
-    selected = catalogue.select(a.cases, a.exclude, not a.no_slow)
+    selected = catalogue.select(a.cases, a.exclude, not a.no_slow, a.only_slow)
     if not selected:
         print(f"no case matches {a.cases!r}", file=sys.stderr)
         return 2

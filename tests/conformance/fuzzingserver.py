@@ -223,6 +223,7 @@ def main():
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--cases", default="*")
     ap.add_argument("--exclude", default="")
+    ap.add_argument("--only-slow", action="store_true", help="only the long 9.x cases")
     ap.add_argument("--no-slow", action="store_true")
     ap.add_argument("--agent", default="client under test")
     ap.add_argument("--json")
@@ -232,7 +233,7 @@ def main():
     ap.add_argument("-v", "--verbose", action="store_true")
     a = ap.parse_args(argv)
     a.testee = testee
-    selected = catalogue.select(a.cases, a.exclude, not a.no_slow)
+    selected = catalogue.select(a.cases, a.exclude, not a.no_slow, a.only_slow)
     if not selected:
         print(f"no case matches {a.cases!r}", file=sys.stderr)
         return 2

@@ -3,11 +3,13 @@
 here wrote: it checks the suite). Usage: websockets_client.py URL AGENT"""
 import asyncio
 import sys
+import urllib.parse
 
 import websockets
 
 
 async def main(url, agent):
+    agent = urllib.parse.quote(agent, safe="")
     async with websockets.connect(f"{url}/getCaseCount") as ws:
         count = int(await ws.recv())
     for n in range(1, count + 1):

@@ -1,0 +1,163 @@
+#!/usr/bin/env python3
+"""Runs the conformance suite against one or more testees and, with
+--markdown, regenerates the results in docs/conformance.md.
+
+    run.py BUILDDIR --target NAME[,NAME...] | --all  [--no-slow | --only-slow] [--markdown]
+
+Targets (server role: our fuzzing client against an echo server; client role:
+our fuzzing server against a client speaking Autobahn's client protocol):
+  echo-callback   wscore echo --mode callback          (server, strict)
+  echo-blocking   wscore echo --mode blocking          (server, strict)
+  client-cli      wscore autobahn-client URL --agent A (client, strict)
+  client-python   tests/conformance/wscore_client.py   (client, strict; the Python binding)
+  websockets-server, websockets-client                 Python websockets (checks the suite)
+  ws-server, ws-client                                 Node ws (checks the suite)
+wscore targets are judged in strict mode (a failed connection must carry a
+close frame, not a bare TCP drop); the peers by Autobahn's rules alone.
+Reports: BUILDDIR/conformance/TARGET.json and .md. Exit status 1 if any case
+of any target is FAILED or NON-STRICT (or a testee could not run).
+"""
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+PY = sys.executable
+NODE_MODULES = os.path.join(ROOT, "tests", "node_modules")
+
+
+def targets(build):
+    cli = os.path.join(build, "src", "cli", "wscore")
+    peers = os.path.join(HERE, "peers")
+    return {
+        "echo-callback": ("server", "wscore echo --mode callback", [cli, "echo", "--port", "0", "--mode", "callback"], True),
+        "echo-blocking": ("server", "wscore echo --mode blocking", [cli, "echo", "--port", "0", "--mode", "blocking"], True),
+        "client-cli": ("client", "wscore autobahn-client", [cli, "autobahn-client", "{url}", "--agent", "{agent}"], True),
+        "client-python": ("client", "wscore Python binding (blocking API)",
+                          [PY, os.path.join(HERE, "wscore_client.py"), "{url}", "{agent}"], True),
+        "websockets-server": ("server", "Python websockets (echo server)", [PY, os.path.join(peers, "websockets_server.py")], False),
+        "websockets-client": ("client", "Python websockets (client)",
+                              [PY, os.path.join(peers, "websockets_client.py"), "{url}", "{agent}"], False),
+        "ws-server": ("server", "Node ws (echo server)", ["node", os.path.join(peers, "ws_server.js")], False),
+        "ws-client": ("client", "Node ws (client)", ["node", os.path.join(peers, "ws_client.js"), "{url}", "{agent}"], False),
+    }
+
+
+def env_for(build):
+    env = dict(os.environ)
+    lib = os.path.join(build, "src", "api", "libwscore.so")
+    if os.path.exists(lib) and "WSCORE_LIBRARY" not in env:
+        env["WSCORE_LIBRARY"] = lib
+    env.setdefault("PYTHONDONTWRITEBYTECODE", "1")
+    return env
+
+
+def run_target(name, spec, build, outdir, sel):
+    role, agent, cmd, strict = spec
+    js, md = os.path.join(outdir, name + ".json"), os.path.join(outdir, name + ".md")
+    for p in (js, md):
+        if os.path.exists(p):
+            os.remove(p)
+    # The target's name is the agent: it travels in URLs (runCase?agent=...).
+    common = sel + ["--agent", name, "--json", js, "--markdown", md] + (["--strict"] if strict else [])
+    env = env_for(build)
+    print(f"== {name}: {agent} ({role} role)", flush=True)
+    if name == "client-cli":
+        probe = subprocess.run([cmd[0], "autobahn-client", "--help"], capture_output=True, text=True, env=env)
+        if probe.returncode != 0:
+            print(f"{name}: `wscore autobahn-client` is not available in this build "
+                  f"({(probe.stderr or probe.stdout).strip()[:200]}): the client role of the CLI is untested", flush=True)
+            return 1
+    if role == "client":
+        return subprocess.call([PY, os.path.join(HERE, "fuzzingserver.py")] + common + ["--"] + cmd, env=env)
+    srv = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        line = srv.stdout.readline().strip()
+        m = re.search(r"listening on \[?([0-9a-fA-F.:]+?)\]?:(\d+)$", line)
+        if not m:
+            print(f"{name}: the server did not print 'listening on HOST:PORT' (got {line!r})", flush=True)
+            return 1
+        return subprocess.call([PY, os.path.join(HERE, "fuzzingclient.py"), m.group(1), m.group(2)] + common, env=env)
+    finally:
+        srv.terminate()
+        try:
+            srv.wait(10)
+        except subprocess.TimeoutExpired:
+            srv.kill()
+            srv.wait()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("build")
+    ap.add_argument("--target", default="")
+    ap.add_argument("--all", action="store_true")
+    ap.add_argument("--cases", default="*")
+    g = ap.add_mutually_exclusive_group()
+    g.add_argument("--no-slow", action="store_true", help="leave out the long 9.x cases")
+    g.add_argument("--only-slow", action="store_true", help="only the long 9.x cases")
+    ap.add_argument("--markdown", action="store_true", help="regenerate the results in docs/conformance.md")
+    a = ap.parse_args()
+    build = os.path.abspath(a.build)
+    all_t = targets(build)
+    names = list(all_t) if a.all else [n for n in a.target.split(",") if n]
+    unknown = [n for n in names if n not in all_t]
+    if not names or unknown:
+        print(f"unknown or no target {unknown}; targets: {', '.join(all_t)}", file=sys.stderr)
+        return 2
+    outdir = os.path.join(build, "conformance")
+    os.makedirs(outdir, exist_ok=True)
+    sel = ["--cases", a.cases] + (["--no-slow"] if a.no_slow else []) + (["--only-slow"] if a.only_slow else [])
+    status = 0
+    t0 = time.monotonic()
+    for n in names:
+        rc = run_target(n, all_t[n], build, outdir, sel)
+        print(f"== {n}: {'ok' if rc == 0 else 'FAILED (exit status %d)' % rc}", flush=True)
+        status |= 1 if rc else 0
+    print(f"== {len(names)} targets in {time.monotonic() - t0:.0f} s", flush=True)
+    if a.markdown:
+        regenerate_doc(all_t, outdir, names)
+    return status
+
+
+def regenerate_doc(all_t, outdir, names):
+    rows = ["| testee | role | cases | OK | NON-STRICT | FAILED | INFORMATIONAL |", "|---|---|---|---|---|---|---|"]
+    details = []
+    for n in names:
+        role, agent, _, strict = all_t[n]
+        path = os.path.join(outdir, n + ".json")
+        if not os.path.exists(path):
+            rows.append(f"| {agent} | {role} | not run | | | | |")
+            continue
+        with open(path, encoding="utf-8") as fh:
+            d = json.load(fh)
+        tot = {}
+        for r in d["results"]:
+            tot[r["verdict"]] = tot.get(r["verdict"], 0) + 1
+        rows.append(f"| {agent}{' (strict)' if strict else ''} | {role} | {len(d['results'])} | {tot.get('OK', 0)} | "
+                    f"{tot.get('NON-STRICT', 0)} | {tot.get('FAILED', 0)} | {tot.get('INFORMATIONAL', 0)} |")
+        with open(os.path.join(outdir, n + ".md"), encoding="utf-8") as fh:
+            details.append(fh.read())
+    stamp = time.strftime("%Y-%m-%d")
+    block = (f"Last regenerated {stamp}. Sections 12 and 13 (permessage-deflate) are not run: wscore does not "
+             f"implement compression yet; they are not counted as passed.\n\n" + "\n".join(rows) + "\n\n"
+             + "\n".join(details))
+    doc_path = os.path.join(ROOT, "docs", "conformance.md")
+    with open(doc_path, encoding="utf-8") as fh:
+        doc = fh.read()
+    begin, end = "<!-- results: generated by tests/conformance/run.py -->", "<!-- end of results -->"
+    if begin not in doc:
+        doc += f"\n## Results\n\n{begin}\n{end}\n"
+    doc = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: f"{begin}\n{block}{end}", doc, flags=re.S)
+    with open(doc_path, "w", encoding="utf-8") as fh:
+        fh.write(doc)
+    print(f"regenerated the results in {doc_path}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

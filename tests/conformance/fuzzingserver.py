@@ -22,7 +22,6 @@ import base64
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 import urllib.parse

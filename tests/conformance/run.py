@@ -28,6 +28,9 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 PY = sys.executable
+sys.path.insert(0, HERE)
+import cases  # noqa: E402
+import fuzzer  # noqa: E402
 NODE_MODULES = os.path.join(ROOT, "tests", "node_modules")
 
 
@@ -57,9 +60,14 @@ def env_for(build):
     return env
 
 
+def report_suffix(sel):
+    return "-fast" if "--no-slow" in sel else "-slow" if "--only-slow" in sel else ""
+
+
 def run_target(name, spec, build, outdir, sel):
     role, agent, cmd, strict = spec
-    js, md = os.path.join(outdir, name + ".json"), os.path.join(outdir, name + ".md")
+    base = os.path.join(outdir, name + report_suffix(sel))
+    js, md = base + ".json", base + ".md"
     for p in (js, md):
         if os.path.exists(p):
             os.remove(p)
@@ -102,6 +110,8 @@ def main():
     g.add_argument("--no-slow", action="store_true", help="leave out the long 9.x cases")
     g.add_argument("--only-slow", action="store_true", help="only the long 9.x cases")
     ap.add_argument("--markdown", action="store_true", help="regenerate the results in docs/conformance.md")
+    ap.add_argument("--report-only", action="store_true",
+                    help="run nothing: regenerate docs/conformance.md from the reports of an earlier run")
     a = ap.parse_args()
     build = os.path.abspath(a.build)
     all_t = targets(build)
@@ -115,14 +125,34 @@ def main():
     sel = ["--cases", a.cases] + (["--no-slow"] if a.no_slow else []) + (["--only-slow"] if a.only_slow else [])
     status = 0
     t0 = time.monotonic()
-    for n in names:
+    for n in ([] if a.report_only else names):
         rc = run_target(n, all_t[n], build, outdir, sel)
         print(f"== {n}: {'ok' if rc == 0 else 'FAILED (exit status %d)' % rc}", flush=True)
         status |= 1 if rc else 0
     print(f"== {len(names)} targets in {time.monotonic() - t0:.0f} s", flush=True)
-    if a.markdown:
+    if a.markdown or a.report_only:
         regenerate_doc(all_t, outdir, names)
     return status
+
+
+def load_results(outdir, name):
+    """A full run's results, else a fast run's merged with a slow run's (the
+    same cases as a full run), else a fast run's alone (noted)."""
+    def load(suffix):
+        path = os.path.join(outdir, name + suffix + ".json")
+        if not os.path.exists(path):
+            return None
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)["results"]
+    full, fast, slow = load(""), load("-fast"), load("-slow")
+    if full is not None:
+        return full, ""
+    if fast is not None and slow is not None:
+        order = {c.id: i for i, c in enumerate(cases.CASES)}
+        return sorted(fast + slow, key=lambda r: order.get(r["id"], 1 << 30)), ""
+    if fast is not None:
+        return fast, " (without the long 9.x cases)"
+    return None, ""
 
 
 def regenerate_doc(all_t, outdir, names):
@@ -130,19 +160,16 @@ def regenerate_doc(all_t, outdir, names):
     details = []
     for n in names:
         role, agent, _, strict = all_t[n]
-        path = os.path.join(outdir, n + ".json")
-        if not os.path.exists(path):
+        results, note = load_results(outdir, n)
+        if results is None:
             rows.append(f"| {agent} | {role} | not run | | | | |")
             continue
-        with open(path, encoding="utf-8") as fh:
-            d = json.load(fh)
         tot = {}
-        for r in d["results"]:
+        for r in results:
             tot[r["verdict"]] = tot.get(r["verdict"], 0) + 1
-        rows.append(f"| {agent}{' (strict)' if strict else ''} | {role} | {len(d['results'])} | {tot.get('OK', 0)} | "
+        rows.append(f"| {agent}{' (strict)' if strict else ''} | {role} | {len(results)}{note} | {tot.get('OK', 0)} | "
                     f"{tot.get('NON-STRICT', 0)} | {tot.get('FAILED', 0)} | {tot.get('INFORMATIONAL', 0)} |")
-        with open(os.path.join(outdir, n + ".md"), encoding="utf-8") as fh:
-            details.append(fh.read())
+        details.append(fuzzer.markdown(f"{n}: {agent}", role, results))
     stamp = time.strftime("%Y-%m-%d")
     block = (f"Last regenerated {stamp}. Sections 12 and 13 (permessage-deflate) are not run: wscore does not "
              f"implement compression yet; they are not counted as passed.\n\n" + "\n".join(rows) + "\n\n"

@@ -73,6 +73,10 @@ class Case:
 
     def behavior_of(self, p):
         if self.custom_message:
+            if self.behavior == FAILED and p.close_received and not p.closed_by_me:
+                code = p.remote_close_code
+                reason = (p.remote_close_reason or b"").decode("utf-8", "replace")
+                return FAILED, f"the peer closed the connection ({code} {reason!r}) instead of echoing"
             return self.behavior, self.result
         for b, events in self.expected.items():
             if self.received == events:

@@ -81,6 +81,12 @@ def run_target(name, spec, build, outdir, sel):
             print(f"{name}: `wscore autobahn-client` is not available in this build "
                   f"({(probe.stderr or probe.stdout).strip()[:200]}): the client role of the CLI is untested", flush=True)
             return 1
+    if name == "client-python" and env.get("CONFORMANCE_PYTHON_PRELOAD"):
+        # An ASan build's library inside an uninstrumented interpreter: the
+        # runtime must load first; the interpreter's exit-time allocations are
+        # not ours to report.
+        env["LD_PRELOAD"] = env["CONFORMANCE_PYTHON_PRELOAD"]
+        env["ASAN_OPTIONS"] = ":".join(x for x in [env.get("ASAN_OPTIONS", ""), "detect_leaks=0"] if x)
     if role == "client":
         return subprocess.call([PY, os.path.join(HERE, "fuzzingserver.py")] + common + ["--"] + cmd, env=env)
     srv = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)

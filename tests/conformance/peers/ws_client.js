@@ -5,7 +5,7 @@ const [url, agent] = process.argv.slice(2);
 
 function open(path, onMessage) {
   return new Promise((resolve) => {
-    const ws = new WebSocket(url + path, { maxPayload: 64 << 20, perMessageDeflate: false });
+    const ws = new WebSocket(url + path, { maxPayload: 64 << 20, maxFragments: 1 << 20, perMessageDeflate: false });
     ws.on('message', (data, isBinary) => onMessage(ws, data, isBinary));
     ws.on('error', () => {});
     ws.on('close', resolve);

@@ -19,13 +19,14 @@ import cases as catalogue  # noqa: E402
 import fuzzer  # noqa: E402
 
 
-async def run_case(host, port, template, strict):
+async def run_case(host, port, template, strict, tls=None):
     loop = asyncio.get_running_loop()
     c = template.fresh()
     done = loop.create_future()
     f = fuzzer.Fuzzer("client", c, loop, lambda f: done.done() or done.set_result(None))
     try:
-        await asyncio.wait_for(loop.create_connection(lambda: f, host, port), 10)
+        await asyncio.wait_for(loop.create_connection(lambda: f, host, port, ssl=tls,
+                                                      server_hostname=host if tls else None), 10)
     except (OSError, asyncio.TimeoutError) as e:
         return {"id": c.id, "description": c.description, "verdict": fuzzer.FAILED, "behavior": fuzzer.FAILED,
                 "behaviorClose": fuzzer.FAILED, "result": f"could not connect: {e}", "resultClose": ""}
@@ -43,11 +44,11 @@ async def run_case(host, port, template, strict):
     return fuzzer.judge(f, c, strict)
 
 
-async def run_all(host, port, selected, strict, verbose):
+async def run_all(host, port, selected, strict, verbose, tls=None):
     results = []
     for c in selected:
         t = time.monotonic()
-        r = await run_case(host, port, c, strict)
+        r = await run_case(host, port, c, strict, tls)
         r.setdefault("duration_ms", int(1000 * (time.monotonic() - t)))
         results.append(r)
         fuzzer.print_result(r, verbose)
@@ -67,14 +68,19 @@ def main():
     ap.add_argument("--markdown")
     ap.add_argument("--strict", action="store_true",
                     help="also require a close frame (not a bare TCP drop) when the peer fails the connection")
+    ap.add_argument("--tls-ca", metavar="FILE", help="wss://: verify the server against this CA")
     ap.add_argument("-v", "--verbose", action="store_true")
     a = ap.parse_args()
+    tls = None
+    if a.tls_ca:
+        import ssl
+        tls = ssl.create_default_context(cafile=a.tls_ca)
     selected = catalogue.select(a.cases, a.exclude, not a.no_slow, a.only_slow)
     if not selected:
         print(f"no case matches {a.cases!r}", file=sys.stderr)
         return 2
     t0 = time.monotonic()
-    results = asyncio.run(run_all(a.host, a.port, selected, a.strict, a.verbose))
+    results = asyncio.run(run_all(a.host, a.port, selected, a.strict, a.verbose, tls))
     print_summary(results, a.agent, time.monotonic() - t0)
     if a.json:
         fuzzer.write_json(a.json, a.agent, "server", results)

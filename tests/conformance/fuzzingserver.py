@@ -166,9 +166,14 @@ class FuzzingServer:
 async def serve(a, selected):
     loop = asyncio.get_running_loop()
     fs = FuzzingServer(selected, a.strict, a.verbose)
-    server = await loop.create_server(lambda: Upgrade(fs), "127.0.0.1", a.port)
+    tls = None
+    if a.tls_cert:
+        import ssl
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(a.tls_cert, a.tls_key)
+    server = await loop.create_server(lambda: Upgrade(fs), "127.0.0.1", a.port, ssl=tls)
     port = server.sockets[0].getsockname()[1]
-    url = f"ws://127.0.0.1:{port}"
+    url = f"{'wss' if tls else 'ws'}://127.0.0.1:{port}"
     print(f"listening on 127.0.0.1:{port}", flush=True)
     t0 = time.monotonic()
     if not a.testee:
@@ -229,8 +234,13 @@ def main():
     ap.add_argument("--markdown")
     ap.add_argument("--timeout", type=float, default=1200)
     ap.add_argument("--strict", action="store_true")
+    ap.add_argument("--tls-cert", metavar="FILE", help="serve wss:// with this certificate (and --tls-key)")
+    ap.add_argument("--tls-key", metavar="FILE")
     ap.add_argument("-v", "--verbose", action="store_true")
     a = ap.parse_args(argv)
+    if bool(a.tls_cert) != bool(a.tls_key):
+        print("--tls-cert and --tls-key go together", file=sys.stderr)
+        return 2
     a.testee = testee
     selected = catalogue.select(a.cases, a.exclude, not a.no_slow, a.only_slow)
     if not selected:

@@ -10,6 +10,7 @@ our fuzzing server against a client speaking Autobahn's client protocol):
   echo-blocking   wscore echo --mode blocking          (server, strict)
   client-cli      wscore autobahn-client URL --agent A (client, strict)
   client-python   tests/conformance/wscore_client.py   (client, strict; the Python binding)
+  echo-tls, client-python-tls   the same over wss:// (a throwaway PKI made by tests/tls/make_certs.sh)
   websockets-server, websockets-client                 Python websockets (checks the suite)
   ws-server, ws-client                                 Node ws (checks the suite)
 wscore targets are judged in strict mode (a failed connection must carry a
@@ -37,7 +38,12 @@ NODE_MODULES = os.path.join(ROOT, "tests", "node_modules")
 def targets(build):
     cli = os.path.join(build, "src", "cli", "wscore")
     peers = os.path.join(HERE, "peers")
+    pki = os.path.join(build, "conformance", "pki")
     return {
+        "echo-tls": ("server", "wscore echo over wss:// (callback mode)",
+                     [cli, "echo", "--port", "0", "--cert", f"{pki}/server.pem", "--key", f"{pki}/server.key"], True),
+        "client-python-tls": ("client", "wscore Python binding over wss://",
+                              [PY, os.path.join(HERE, "wscore_client.py"), "{url}", "{agent}", f"{pki}/ca.pem"], True),
         "echo-callback": ("server", "wscore echo --mode callback", [cli, "echo", "--port", "0", "--mode", "callback"], True),
         "echo-blocking": ("server", "wscore echo --mode blocking", [cli, "echo", "--port", "0", "--mode", "blocking"], True),
         "client-cli": ("client", "wscore autobahn-client", [cli, "autobahn-client", "{url}", "--agent", "{agent}"], True),
@@ -81,12 +87,20 @@ def run_target(name, spec, build, outdir, sel):
             print(f"{name}: `wscore autobahn-client` is not available in this build "
                   f"({(probe.stderr or probe.stdout).strip()[:200]}): the client role of the CLI is untested", flush=True)
             return 1
-    if name == "client-python" and env.get("CONFORMANCE_PYTHON_PRELOAD"):
+    if name.startswith("client-python") and env.get("CONFORMANCE_PYTHON_PRELOAD"):
         # An ASan build's library inside an uninstrumented interpreter: the
         # runtime must load first; the interpreter's exit-time allocations are
         # not ours to report.
         env["LD_PRELOAD"] = env["CONFORMANCE_PYTHON_PRELOAD"]
         env["ASAN_OPTIONS"] = ":".join(x for x in [env.get("ASAN_OPTIONS", ""), "detect_leaks=0"] if x)
+    if name.endswith("-tls"):
+        # A throwaway PKI made at run time (tests/tls/make_certs.sh): no key is committed.
+        pki = os.path.join(outdir, "pki")
+        if not os.path.exists(os.path.join(pki, "ca.pem")):
+            subprocess.run(["sh", os.path.join(ROOT, "tests", "tls", "make_certs.sh"), pki], check=True,
+                           stdout=subprocess.DEVNULL)
+        common += (["--tls-cert", f"{pki}/server.pem", "--tls-key", f"{pki}/server.key"] if role == "client"
+                   else ["--tls-ca", f"{pki}/ca.pem"])
     if role == "client":
         return subprocess.call([PY, os.path.join(HERE, "fuzzingserver.py")] + common + ["--"] + cmd, env=env)
     srv = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)

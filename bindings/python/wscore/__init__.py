@@ -12,9 +12,10 @@ asyncio API: ``wscore.asyncio.connect`` / ``wscore.asyncio.serve``.
 from . import asyncio  # noqa: F401  (wscore.asyncio)
 from ._conn import Headers, Request, Server, WebSocket, connect, serve
 from ._lib import library_path, lib as _clib, ffi as _ffi
-from .errors import (ConnectError, ConnectionClosed, ConnectionClosedError, ConnectionClosedOK,
-                     HandshakeError, InvalidArgument, InvalidState, InvalidURL, InvalidUTF8,
-                     MessageTooBig, ProtocolError, TimeoutError, TLSError, WebSocketError, WouldBlock)
+from .errors import (AddressInUse, Canceled, ConnectError, ConnectionClosed, ConnectionClosedError,
+                     ConnectionClosedOK, ConnectionLost, HandshakeError, InvalidArgument, InvalidState,
+                     InvalidURL, InvalidUTF8, MessageTooBig, NotSupported, OutOfMemory, ProtocolError,
+                     SystemCallError, TimeoutError, TLSError, WebSocketError, WouldBlock)
 
 __version__ = _ffi.string(_clib.ws_version()).decode()
 
@@ -23,4 +24,5 @@ __all__ = [
     "WebSocketError", "ConnectionClosed", "ConnectionClosedOK", "ConnectionClosedError",
     "HandshakeError", "TLSError", "TimeoutError", "ConnectError", "InvalidURL", "InvalidUTF8",
     "InvalidArgument", "InvalidState", "ProtocolError", "MessageTooBig", "WouldBlock",
+    "ConnectionLost", "AddressInUse", "SystemCallError", "NotSupported", "Canceled", "OutOfMemory",
 ]

@@ -11,12 +11,14 @@ class WebSocketError(Exception):
     """Base of every wscore error. ``errno`` is the negative WS_E* code, ``name`` its name."""
 
     def __init__(self, errno: int, message: Optional[str] = None, detail: str = ""):
-        self.errno = errno
-        self.name = ffi.string(lib.ws_err_name(errno)).decode()
         text = message or ffi.string(lib.ws_strerror(errno)).decode()
         if detail:
             text = f"{text}: {detail}"
         super().__init__(text)
+        # After the base __init__: OSError's (for the subclasses that are also
+        # OSErrors) resets errno to None.
+        self.errno = errno
+        self.name = ffi.string(lib.ws_err_name(errno)).decode()
 
 
 class InvalidArgument(WebSocketError, ValueError):
@@ -50,9 +52,10 @@ class ConnectError(WebSocketError, ConnectionError):
 class HandshakeError(WebSocketError):
     """WS_EHANDSHAKE: the server did not upgrade. ``status`` and ``headers`` tell what it said."""
 
-    def __init__(self, errno: int, status: int, headers: Mapping[str, str], detail: str = ""):
-        self.status = status
-        self.headers = headers  # case-insensitive (wscore.Headers)
+    def __init__(self, errno: int, status: int = 0, headers: Optional[Mapping[str, str]] = None,
+                 detail: str = ""):
+        self.status = status  # 0 when no HTTP response came
+        self.headers = headers if headers is not None else {}  # case-insensitive (wscore.Headers)
         super().__init__(errno, None, detail)
 
 
@@ -65,7 +68,31 @@ class ProtocolError(WebSocketError):
 
 
 class MessageTooBig(WebSocketError):
-    """WS_ETOOBIG."""
+    """WS_ETOOBIG: a message larger than max_message_size (the connection closes with 1009)."""
+
+
+class ConnectionLost(WebSocketError, ConnectionError):
+    """WS_EIO: the connection broke (reset, write error) outside a close handshake."""
+
+
+class AddressInUse(WebSocketError, OSError):
+    """WS_EADDRINUSE: the server's port is taken."""
+
+
+class SystemCallError(WebSocketError, OSError):
+    """WS_ESYS: the operating system refused (descriptors exhausted, ...); see the message."""
+
+
+class NotSupported(WebSocketError):
+    """WS_ENOTSUP: the operation does not exist in this mode."""
+
+
+class Canceled(WebSocketError):
+    """WS_ECANCELED: the server was closed while waiting for a connection."""
+
+
+class OutOfMemory(WebSocketError, MemoryError):
+    """WS_ENOMEM."""
 
 
 class ConnectionClosed(WebSocketError):
@@ -74,7 +101,7 @@ class ConnectionClosed(WebSocketError):
     def __init__(self, code: int, reason: str):
         self.code = code
         self.reason = reason
-        WebSocketError.__init__(self, WS_ECLOSED, f"connection closed: {code} {reason}".rstrip())
+        WebSocketError.__init__(self, WS_ECLOSED, None, f"{code} {reason}".rstrip())
 
 
 class ConnectionClosedOK(ConnectionClosed):
@@ -98,6 +125,14 @@ _BY_NAME = {
     "WS_ETLS": TLSError,
     "WS_EPROTO": ProtocolError,
     "WS_ETOOBIG": MessageTooBig,
+    "WS_EIO": ConnectionLost,
+    "WS_EADDRINUSE": AddressInUse,
+    "WS_ESYS": SystemCallError,
+    "WS_ENOTSUP": NotSupported,
+    "WS_ECANCELED": Canceled,
+    "WS_ENOMEM": OutOfMemory,
+    # WS_ECLOSED becomes ConnectionClosed (with the peer's code) where a handle is at hand;
+    # without one (error_for) it is a ConnectionClosedError with code 1006.
 }
 
 NORMAL_CLOSE_CODES = (1000, 1001, 1005)
@@ -111,5 +146,9 @@ def closed_error(code: int, reason: str) -> ConnectionClosed:
 def error_for(rc: int, detail: str = "") -> WebSocketError:
     """The exception for a negative return code."""
     name = ffi.string(lib.ws_err_name(rc)).decode()
+    if name == "WS_ECLOSED":
+        return ConnectionClosedError(1006, detail)
+    if name == "WS_EHANDSHAKE":
+        return HandshakeError(rc, detail=detail)
     cls = _BY_NAME.get(name, WebSocketError)
     return cls(rc, None, detail)

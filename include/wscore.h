@@ -169,7 +169,9 @@ WS_EXTERN void ws_options_free(ws_options *opts);
 WS_EXTERN int ws_options_set_connect_timeout(ws_options *opts, int timeout_ms);
 /* Server: time a new connection has to complete its upgrade request. Default 10000 ms. */
 WS_EXTERN int ws_options_set_handshake_timeout(ws_options *opts, int timeout_ms);
-/* ws_close: how long to wait for the peer's close frame. Default 5000 ms. */
+/* ws_close: how long to wait for the peer's close frame; also how long the
+ * answer to the peer's close waits for a pull-mode application to read the
+ * messages before it (see ws_receive). Default 5000 ms. */
 WS_EXTERN int ws_options_set_close_timeout(ws_options *opts, int timeout_ms);
 /* Close a connection (1001) that received nothing for this long. Default -1 (never). */
 WS_EXTERN int ws_options_set_idle_timeout(ws_options *opts, int timeout_ms);
@@ -326,6 +328,11 @@ WS_EXTERN int ws_upgrade_reject(ws_conn *ws, int status, const void *body, size_
 
 /* Waits up to timeout_ms for the next message (fragments joined; pings
  * answered inside). *out: free with ws_message_free.
+ * When the peer closes (or breaks the protocol) while messages it sent before
+ * are still unread, the library answers only once the application read them
+ * and asked for more (or the close timeout passed), so that replies sent
+ * meanwhile go out ahead of the close, in order; the state stays
+ * WS_STATE_OPEN until then.
  * Errors: WS_EAGAIN (timeout 0), WS_ETIMEDOUT, WS_ECLOSED (the close handshake
  * completed or the connection dropped: see ws_close_code/ws_close_reason;
  * every message received before the close is returned first), WS_ENOTSUP

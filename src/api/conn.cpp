@@ -261,17 +261,18 @@ void on_close_timeout(uv_timer_t* t) {
   close_transport(c, WS_CLOSE_ABNORMAL, "the peer did not answer the close in time");
 }
 
-// Sends the held-back close of a protocol error (pull mode), then bounds the close.
-void commit_failure(ws_conn* c) {
-  if (!c->session || !c->session->pending_failure() || c->transport_closing) return;
-  c->session->commit_failure();
+// Sends the held-back close (pull mode: a protocol error's, or the answer to
+// the peer's close), then bounds the close.
+void commit_close(ws_conn* c) {
+  if (!c->session || !c->session->pending_close() || c->transport_closing) return;
+  c->session->commit_close();
   c->state = WS_STATE_CLOSING;
   uv_timer_stop(&c->timer);
   uv_timer_start(&c->timer, on_close_timeout, static_cast<uint64_t>(std::max(c->opts->close_timeout, 1)), 0);
   flush(c);
 }
 
-void on_commit_timeout(uv_timer_t* t) { commit_failure(static_cast<ws_conn*>(t->data)); }
+void on_commit_timeout(uv_timer_t* t) { commit_close(static_cast<ws_conn*>(t->data)); }
 
 void on_handshake_timeout(uv_timer_t* t) {
   ws_conn* c = static_cast<ws_conn*>(t->data);
@@ -315,8 +316,9 @@ proto::SessionConfig session_config(ws_conn* c) {
   sc.max_message_size = c->opts->max_message_size;
   sc.auto_pong = true;
   // Pull mode: replies to messages the application has not read yet must be
-  // able to precede the close of a protocol error that came after them.
-  sc.defer_failure = !c->opts->callback_mode;
+  // able to precede the close that came after them (a protocol error's, or
+  // our answer to the peer's close). Callbacks have answered them already.
+  sc.defer_close = !c->opts->callback_mode;
   return sc;
 }
 
@@ -534,28 +536,37 @@ void feed(ws_conn* c, uint8_t* data, size_t len) {
             c->peer_close_received = true;
           }
         }
-        if (ev.failed && c->session->pending_failure()) {
+        if (c->session->pending_close()) {
           bool unread;
           {
             std::lock_guard<std::mutex> g(c->mu);
             // Not caught up: a message was delivered that the application has
             // not come back from yet (it may be about to answer it).
             unread = !c->app_caught_up;
-            c->failure_pending = unread;
+            c->close_pending = unread;
             c->update_fd_locked();
           }
           if (unread) {
-            // The application reads the messages before the error first and may
-            // answer them (the state stays OPEN for that); its next ws_receive
-            // (or the close timeout) sends the close.
+            // The application reads the messages before the close first and
+            // may answer them (the state stays OPEN for that); its next
+            // ws_receive (or the close timeout) sends the close.
             uv_read_stop(reinterpret_cast<uv_stream_t*>(&c->tcp));
             uv_timer_stop(&c->timer);
             uv_timer_start(&c->timer, on_commit_timeout, static_cast<uint64_t>(std::max(c->opts->close_timeout, 1)), 0);
             break;
           }
-          // Behind whatever the application already queued (replies to earlier messages).
-          enqueue(c, Cmd{Cmd::commit_failure});
-          break;  // commit_failure moves to CLOSING and bounds the close
+          // Behind whatever the application already queued (replies to earlier
+          // messages); at once when nothing is.
+          bool queued;
+          {
+            std::lock_guard<std::mutex> g(c->mu);
+            queued = !c->sendq.empty();
+          }
+          if (queued)
+            enqueue(c, Cmd{Cmd::commit_close});
+          else
+            commit_close(c);
+          break;  // commit_close moves to CLOSING and bounds the close
         }
         c->state = WS_STATE_CLOSING;
         // Bound the wait for the peer's FIN / our flush.
@@ -790,8 +801,8 @@ void apply(ws_conn* c, Cmd& cmd) {
     }
     return;
   }
-  if (cmd.kind == Cmd::commit_failure) {
-    commit_failure(c);
+  if (cmd.kind == Cmd::commit_close) {
+    commit_close(c);
     return;
   }
   if (cmd.kind == Cmd::upgrade_reject) {
@@ -948,8 +959,8 @@ bool valid_close_request(int code, const char* reason) {
 // ---- internal API shared with server.cpp ----
 
 void ws_conn::update_fd_locked() {
-  // A pending failure keeps it readable too: the next ws_receive sends its close.
-  api::set_fd_ready(efd, &efd_signaled, !inbox.empty() || closed || (failure_pending && !commit_requested));
+  // A pending close keeps it readable too: the next ws_receive sends it.
+  api::set_fd_ready(efd, &efd_signaled, !inbox.empty() || closed || (close_pending && !commit_requested));
 }
 
 namespace wscore::api {
@@ -1179,13 +1190,13 @@ WS_EXTERN int ws_receive(ws_conn* c, ws_message** out, int timeout_ms) {
     }
     c->app_caught_up = true;  // it asks for more than it was given
     if (c->closed) return WS_ECLOSED;
-    if (c->failure_pending && !c->commit_requested) {
-      // Everything before the protocol error was read (and answered, in order,
-      // through the same queue): now the loop may send the close.
+    if (c->close_pending && !c->commit_requested) {
+      // Everything before the close was read (and answered, in order, through
+      // the same queue): now the loop may send our close.
       c->commit_requested = true;
       c->update_fd_locked();
       lk.unlock();
-      submit(c, Cmd{Cmd::commit_failure});
+      submit(c, Cmd{Cmd::commit_close});
       lk.lock();
       continue;
     }

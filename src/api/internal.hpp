@@ -67,7 +67,7 @@ enum class Phase : uint8_t { connecting, handshake, pending_upgrade, open, close
 
 struct Cmd {
   // message..pong carry payload bytes counted in pending_bytes; keep them first.
-  enum Kind : uint8_t { message, fragment, ping, pong, close, upgrade_accept, upgrade_reject, commit_failure } kind;
+  enum Kind : uint8_t { message, fragment, ping, pong, close, upgrade_accept, upgrade_reject, commit_close } kind;
   explicit Cmd(Kind k) : kind(k) {}
   uint8_t type = 0;  // WS_TEXT / WS_BINARY
   bool fin = true;
@@ -146,8 +146,9 @@ struct ws_conn {
   bool efd_signaled = false;
   std::atomic<bool> closed{false};  // transport closed: nothing more will arrive (written under mu)
   bool peer_close_received = false;
-  bool failure_pending = false;   // a protocol error waits until the app read what came before it
-  bool commit_requested = false;  // ws_receive asked the loop to send that failure's close
+  bool close_pending = false;     // our close (a protocol error's, or the answer to the peer's)
+                                  // waits until the app read what came before it
+  bool commit_requested = false;  // ws_receive asked the loop to send that close
   bool app_caught_up = true;      // the app asked for more after the last delivered message
   int close_code = 0;
   std::string close_reason;

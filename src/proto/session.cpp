@@ -58,7 +58,7 @@ void Session::append_frame(Opcode op, bool fin, const uint8_t* data, size_t len)
 
 Event Session::fail_connection(uint16_t code, const char* why) {
   fail_why_ = why;
-  if (cfg_.defer_failure && !close_sent_) {
+  if (cfg_.defer_close && !close_sent_) {
     pending_failure_ = code;
   } else if (!close_sent_) {
     uint8_t payload[2] = {static_cast<uint8_t>(code >> 8), static_cast<uint8_t>(code)};
@@ -239,25 +239,44 @@ void Session::handle_control(Event& ev) {
   close_received_ = true;
   peer_code_ = code;
   close_reason_.assign(reason);
-  if (!close_sent_) {
-    // Echo the peer's code and reason (RFC 6455 5.5.1: typically the code;
-    // the reason too, so an echo peer sees exactly what it sent). A close
-    // without a code is answered without one.
-    if (code == 1005) {
-      append_frame(Opcode::close, true, nullptr, 0);
-    } else {
-      append_frame(Opcode::close, true, ctrl_, ctrl_len_);
-    }
-    close_sent_ = true;
-  }
-  state_ = State::closed;
-  should_close_ = true;
   ev.type = EventType::close;
   ev.close_code = code;
   ev.close_reason = close_reason_;
+  if (!close_sent_ && cfg_.defer_close) {
+    // Sends stay possible (close_sent_ is false) until commit_close().
+    reply_pending_ = true;
+    state_ = State::closing;
+    return;
+  }
+  append_close_reply();
 }
 
-void Session::commit_failure() {
+// Echo the peer's code and reason (RFC 6455 5.5.1: typically the code; the
+// reason too, so an echo peer sees exactly what it sent). A close without a
+// code is answered without one.
+void Session::append_close_reply() {
+  if (!close_sent_) {
+    if (peer_code_ == 1005) {
+      append_frame(Opcode::close, true, nullptr, 0);
+    } else {
+      uint8_t payload[kMaxControlPayload];
+      payload[0] = static_cast<uint8_t>(peer_code_ >> 8);
+      payload[1] = static_cast<uint8_t>(peer_code_);
+      std::memcpy(payload + 2, close_reason_.data(), close_reason_.size());
+      append_frame(Opcode::close, true, payload, 2 + close_reason_.size());
+    }
+    close_sent_ = true;
+  }
+  reply_pending_ = false;
+  state_ = State::closed;
+  should_close_ = true;
+}
+
+void Session::commit_close() {
+  if (reply_pending_) {
+    append_close_reply();
+    return;
+  }
   if (!pending_failure_) return;
   if (!close_sent_) {
     uint8_t payload[2] = {static_cast<uint8_t>(pending_failure_ >> 8), static_cast<uint8_t>(pending_failure_)};
@@ -330,7 +349,7 @@ SendResult Session::send_close(uint16_t code, std::string_view reason) {
     // The connection already failed: the peer must learn why (1002/1007/1009),
     // not a code the application chose without knowing; and the session must
     // stay closed rather than fall back to closing.
-    commit_failure();
+    commit_close();
     return SendResult::ok;
   }
   uint8_t payload[kMaxControlPayload];
@@ -343,6 +362,7 @@ SendResult Session::send_close(uint16_t code, std::string_view reason) {
   }
   append_frame(Opcode::close, true, payload, n);
   close_sent_ = true;
+  reply_pending_ = false;  // this close answers the peer's
   if (close_received_) {
     state_ = State::closed;
     should_close_ = true;

@@ -18,11 +18,13 @@ struct SessionConfig {
   Role role = Role::server;
   uint64_t max_message_size = 16u << 20;  // joined message; beyond -> close 1009
   bool auto_pong = true;                  // answer pings with pongs inside
-  // On a protocol error, hold the close frame back until commit_failure(), so
-  // that replies to messages delivered before the error can still go out
-  // first (a pull API whose application has not read them yet). Input after
-  // the error is ignored either way.
-  bool defer_failure = false;
+  // Hold our close frame back until commit_close(): the close of a protocol
+  // error, and the answer to the peer's close. Replies to messages delivered
+  // before it can then still go out first (a pull API whose application has
+  // not read them yet: an echo or request/response server answers everything
+  // it was sent before the close). Input after the error or the peer's close
+  // is ignored either way; the caller bounds the hold with a timer.
+  bool defer_close = false;
 };
 
 enum class EventType : uint8_t {
@@ -86,8 +88,9 @@ class Session {
   SendResult send_pong(const uint8_t* data, size_t len);
   // code 0: a close frame without payload. Moves open -> closing (or, when the
   // peer's close was already received, -> closed).
-  // With a deferred failure pending (defer_failure), sends that failure's close
-  // frame instead (as commit_failure()) and returns ok; the state stays closed.
+  // With a deferred failure pending (defer_close), sends that failure's close
+  // frame instead (as commit_close()) and returns ok; the state stays closed.
+  // With the answer to the peer's close pending, this close is the answer.
   SendResult send_close(uint16_t code, std::string_view reason);
 
   // ---- output ----
@@ -105,10 +108,12 @@ class Session {
   // we failed the connection. A client that sent and received close also gets
   // true: it may wait briefly for the server's FIN, which is the transport's call.
   bool should_close_transport() const { return should_close_; }
-  // defer_failure: a failure is waiting for commit_failure() (its code, else 0).
-  uint16_t pending_failure() const { return pending_failure_; }
-  // Sends the held-back close frame of a deferred failure.
-  void commit_failure();
+  // defer_close: a close frame is waiting for commit_close(): the code of a
+  // protocol error (1002/1007/1009), or the peer's code that the answer will
+  // echo (1005 when it had none); 0 when none waits.
+  uint16_t pending_close() const { return pending_failure_ ? pending_failure_ : reply_pending_ ? peer_code_ : 0; }
+  // Sends the held-back close frame (the failure's, or the answer to the peer's).
+  void commit_close();
   // Role::client only: mask keys come from a CSPRNG (OpenSSL RAND_bytes, buffered).
 
  private:
@@ -154,6 +159,8 @@ class Session {
  private:
   uint16_t peer_code_ = 0;
   uint16_t pending_failure_ = 0;
+  bool reply_pending_ = false;  // the answer to the peer's close waits (defer_close)
+  void append_close_reply();
 };
 
 }  // namespace wscore::proto

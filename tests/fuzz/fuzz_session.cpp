@@ -1,7 +1,8 @@
 // libFuzzer: arbitrary bytes into a session, both roles, a small message
-// limit, fed in fuzzer-chosen chunks and all at once. It must never crash or
-// stall, must stay closed once closed, and both feeds must give the same
-// events (and, for the server whose frames are unmasked, the same output).
+// limit, our close sent at once or held (defer_close, as the pull API does),
+// fed in fuzzer-chosen chunks and all at once. It must never crash or stall,
+// must stay closed once closed, and both feeds must give the same events
+// (and, for the server whose frames are unmasked, the same output).
 #include <cstdint>
 #include <cstdlib>
 #include <string>
@@ -39,7 +40,13 @@ static std::vector<Rec> feed(Session& s, std::vector<uint8_t> buf, size_t chunk,
       if (closed) std::abort();
       if (ev.type == EventType::close) {
         closed = true;
-        if (s.state() != State::closed || !s.should_close_transport()) std::abort();
+        if (s.pending_close()) {
+          // Held: nothing sent yet, and sends stay possible until commit_close().
+          if (s.close_sent() || s.should_close_transport()) std::abort();
+          if (s.state() == State::open) std::abort();
+        } else if (s.state() != State::closed || !s.should_close_transport()) {
+          std::abort();
+        }
       }
       if (ev.type == EventType::message && ev.size > max) std::abort();
       if ((ev.type == EventType::ping || ev.type == EventType::pong) && ev.size > kMaxControlPayload)
@@ -55,6 +62,11 @@ static std::vector<Rec> feed(Session& s, std::vector<uint8_t> buf, size_t chunk,
     out->append(reinterpret_cast<const char*>(s.output_data()), k);
     s.consume_output(k);
   }
+  if (closed && s.pending_close()) {
+    s.commit_close();
+    if (s.pending_close() || s.state() != State::closed || !s.should_close_transport() || !s.close_sent())
+      std::abort();
+  }
   out->append(reinterpret_cast<const char*>(s.output_data()), s.output_size());
   s.consume_output(s.output_size());
   return evs;
@@ -65,7 +77,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   SessionConfig c;
   c.role = (data[0] & 1) ? Role::client : Role::server;
   c.max_message_size = 1 + (data[1] * 64);
-  size_t chunk = 1 + (data[0] >> 1);
+  c.defer_close = (data[0] & 0x80) != 0;
+  size_t chunk = 1 + ((data[0] >> 1) & 0x3F);
   std::vector<uint8_t> in(data + 2, data + size);
   Session a(c), b(c);
   std::string out_a, out_b;

@@ -171,6 +171,85 @@ static void test_handshake_details(void **state) {
   ws_free(ws);
 }
 
+typedef struct closer {
+  ws_conn *ws;
+  int code;
+  const char *reason;
+  int rc;
+} closer;
+
+static void *close_thread(void *arg) {
+  closer *cl = (closer *)arg;
+  cl->rc = ws_close(cl->ws, cl->code, cl->reason);
+  return NULL;
+}
+
+/* A pull-mode server answers the peer's close only once its application read
+ * everything before it: an echo server's replies to the last messages a client
+ * sent before closing still reach the client, ahead of the close. */
+static void test_replies_precede_the_answer_to_a_close(void **state) {
+  (void)state;
+  echo_server e;
+  assert_int_equal(echo_start(&e, NULL), WS_OK);
+  char url[64];
+  url_for(url, sizeof url, e.port, "/");
+  ws_conn *c = NULL;
+  assert_int_equal(ws_open(url, NULL, &c), WS_OK);
+  char msg[16];
+  for (int i = 0; i < 50; i++) {
+    int n = snprintf(msg, sizeof msg, "m%d", i);
+    assert_int_equal(ws_send(c, msg, (size_t)n, WS_TEXT), WS_OK);
+  }
+  assert_int_equal(ws_close(c, 1000, "done"), WS_OK);
+  assert_int_equal(ws_close_code(c), 1000);
+  assert_string_equal(ws_close_reason(c), "done");
+  /* Every echo arrived before the server's close, and stays readable. */
+  for (int i = 0; i < 50; i++) {
+    ws_message *m = NULL;
+    assert_int_equal(ws_receive(c, &m, 0), WS_OK);
+    int n = snprintf(msg, sizeof msg, "m%d", i);
+    assert_int_equal(ws_message_size(m), (size_t)n);
+    assert_memory_equal(ws_message_data(m), msg, (size_t)n);
+    ws_message_free(m);
+  }
+  ws_message *m = NULL;
+  assert_int_equal(ws_receive(c, &m, 0), WS_ECLOSED);
+  ws_free(c);
+  echo_stop(&e);
+}
+
+/* A pull-mode application that does not come back for more does not hold the
+ * peer's close forever: the close timeout sends the answer. */
+static void test_unread_messages_delay_the_answer_at_most_the_close_timeout(void **state) {
+  (void)state;
+  ws_options *so = ws_options_new();
+  ws_options_set_close_timeout(so, 300);
+  ws_server *srv = NULL;
+  assert_int_equal(ws_listen("127.0.0.1", 0, so, &srv), WS_OK);
+  ws_options_free(so);
+  char url[64];
+  url_for(url, sizeof url, ws_server_port(srv), "/");
+  ws_conn *c = NULL;
+  assert_int_equal(ws_open(url, NULL, &c), WS_OK);
+  ws_conn *s = NULL;
+  assert_int_equal(ws_accept(srv, &s, 5000), WS_OK);
+  assert_int_equal(ws_send(c, "unread", 6, WS_TEXT), WS_OK);
+  long long t0 = now_ms();
+  assert_int_equal(ws_close(c, 1000, NULL), WS_OK); /* the server never reads */
+  long long took = now_ms() - t0;
+  assert_true(took >= 250);
+  assert_true(took < 4000);
+  /* The server's application still gets the message, then the close. */
+  ws_message *m = NULL;
+  assert_int_equal(ws_receive(s, &m, 1000), WS_OK);
+  ws_message_free(m);
+  assert_int_equal(ws_receive(s, &m, 1000), WS_ECLOSED);
+  assert_int_equal(ws_close_code(s), 1000);
+  ws_free(s);
+  ws_free(c);
+  ws_server_free(srv);
+}
+
 /* The server side's view: request target, path, query and headers. */
 static void test_server_sees_request(void **state) {
   (void)state;
@@ -200,13 +279,19 @@ static void test_server_sees_request(void **state) {
   assert_null(ws_request_header(s, "x-missing"));
   assert_string_equal(ws_request_header(s, "X-MULTI"), "one, two");
   assert_string_equal(ws_subprotocol(s), "b");
-  /* Server-initiated close: the client sees the code and reason. */
+  /* Server-initiated close: the client sees the code and reason. The client
+   * answers the close once its application read what came before it, so the
+   * server closes on another thread while this one reads. */
   assert_int_equal(ws_send(s, "bye soon", 8, WS_TEXT), WS_OK);
-  assert_int_equal(ws_close(s, 4321, "server says bye"), WS_OK);
+  closer cl = {s, 4321, "server says bye", -99};
+  pthread_t t;
+  pthread_create(&t, NULL, close_thread, &cl);
   ws_message *m = NULL;
   assert_int_equal(ws_receive(c, &m, 5000), WS_OK); /* sent before the close: delivered */
   ws_message_free(m);
   assert_int_equal(ws_receive(c, &m, 5000), WS_ECLOSED);
+  pthread_join(t, NULL);
+  assert_int_equal(cl.rc, WS_OK);
   assert_int_equal(ws_close_code(c), 4321);
   assert_string_equal(ws_close_reason(c), "server says bye");
   assert_int_equal(ws_state(c), WS_STATE_CLOSED);
@@ -309,6 +394,8 @@ int main(void) {
       cmocka_unit_test(test_ping_pong_delivered),
       cmocka_unit_test(test_handshake_details),
       cmocka_unit_test(test_server_sees_request),
+      cmocka_unit_test(test_replies_precede_the_answer_to_a_close),
+      cmocka_unit_test(test_unread_messages_delay_the_answer_at_most_the_close_timeout),
       cmocka_unit_test(test_open_errors),
       cmocka_unit_test(test_handshake_rejected),
       cmocka_unit_test(test_errors_table),

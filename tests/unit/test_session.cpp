@@ -554,12 +554,12 @@ static void test_client_masks_and_roundtrip(void**) {
   assert_string_equal(ev[1].data.c_str(), "hi");
 }
 
-// defer_failure: the close frame of a protocol error waits for commit_failure(),
+// defer_close: the close frame of a protocol error waits for commit_close(),
 // and data frames can still be sent before it.
 static void test_deferred_failure(void**) {
   SessionConfig c;
   c.role = Role::server;
-  c.defer_failure = true;
+  c.defer_close = true;
   Session s(c);
   auto ev = run(s, cat({frame(0x81, "Hello"), frame(0xC1, "bad rsv")}), 0);
   assert_int_equal(ev.size(), 2);
@@ -567,19 +567,19 @@ static void test_deferred_failure(void**) {
   assert_int_equal(ev[1].code, 1002);
   assert_int_equal(s.output_size(), 0);
   assert_false(s.should_close_transport());
-  assert_int_equal(s.pending_failure(), 1002);
+  assert_int_equal(s.pending_close(), 1002);
   assert_int_equal(s.send_message(Opcode::text, reinterpret_cast<const uint8_t*>("Hello"), 5), SendResult::ok);
-  s.commit_failure();
+  s.commit_close();
   const Bytes want = {0x81, 0x05, 'H', 'e', 'l', 'l', 'o', 0x88, 0x02, 0x03, 0xEA};
   assert_int_equal(s.output_size(), want.size());
   assert_memory_equal(s.output_data(), want.data(), want.size());
   assert_true(s.should_close_transport());
-  assert_int_equal(s.pending_failure(), 0);
+  assert_int_equal(s.pending_close(), 0);
 
   // An application close while the failure waits sends the failure's code.
   Session s2(c);
   run(s2, frame(0x81, "\xff"), 0);
-  assert_int_equal(s2.pending_failure(), 1007);
+  assert_int_equal(s2.pending_close(), 1007);
   assert_int_equal(s2.send_close(1000, "bye"), SendResult::ok);
   const Bytes fail = {0x88, 0x02, 0x03, 0xEF};
   assert_int_equal(s2.output_size(), fail.size());
@@ -587,6 +587,59 @@ static void test_deferred_failure(void**) {
   assert_int_equal(s2.state(), State::closed);
   assert_true(s2.should_close_transport());
   assert_int_equal(s2.send_close(1000, ""), SendResult::bad_state);
+}
+
+// defer_close: the answer to the peer's close waits for commit_close() (or an
+// application close, which then is the answer); replies go out before it.
+static void test_deferred_close_reply(void**) {
+  SessionConfig c;
+  c.role = Role::server;
+  c.defer_close = true;
+  Session s(c);
+  auto ev = run(s, cat({frame(0x81, "Hello"), frame(0x88, std::string("\x0f\xa1") + "bye")}), 0);
+  assert_int_equal(ev.size(), 2);
+  assert_int_equal(ev[1].type, EventType::close);
+  assert_false(ev[1].failed);
+  assert_int_equal(ev[1].code, 4001);
+  assert_true(s.close_received());
+  assert_false(s.close_sent());
+  assert_int_equal(s.state(), State::closing);
+  assert_int_equal(s.output_size(), 0);
+  assert_false(s.should_close_transport());
+  assert_int_equal(s.pending_close(), 4001);
+  // Input after the close is ignored while the answer waits.
+  assert_int_equal(run(s, frame(0x81, "late"), 0).size(), 0);
+  assert_int_equal(s.send_message(Opcode::text, reinterpret_cast<const uint8_t*>("Hello"), 5), SendResult::ok);
+  s.commit_close();
+  const Bytes want = {0x81, 0x05, 'H', 'e', 'l', 'l', 'o', 0x88, 0x05, 0x0f, 0xa1, 'b', 'y', 'e'};
+  assert_int_equal(s.output_size(), want.size());
+  assert_memory_equal(s.output_data(), want.data(), want.size());
+  assert_int_equal(s.state(), State::closed);
+  assert_true(s.should_close_transport());
+  assert_int_equal(s.pending_close(), 0);
+  assert_int_equal(s.send_message(Opcode::text, reinterpret_cast<const uint8_t*>("x"), 1), SendResult::bad_state);
+
+  // A close without a code is answered without one.
+  Session s2(c);
+  run(s2, frame(0x88, ""), 0);
+  assert_int_equal(s2.pending_close(), 1005);
+  s2.commit_close();
+  const Bytes empty = {0x88, 0x00};
+  assert_int_equal(s2.output_size(), empty.size());
+  assert_memory_equal(s2.output_data(), empty.data(), empty.size());
+
+  // The application's own close while the answer waits is the answer.
+  Session s3(c);
+  run(s3, frame(0x88, "\x03\xe8"), 0);
+  assert_int_equal(s3.send_close(1001, "gone"), SendResult::ok);
+  const Bytes mine = {0x88, 0x06, 0x03, 0xe9, 'g', 'o', 'n', 'e'};
+  assert_int_equal(s3.output_size(), mine.size());
+  assert_memory_equal(s3.output_data(), mine.data(), mine.size());
+  assert_int_equal(s3.state(), State::closed);
+  assert_true(s3.should_close_transport());
+  assert_int_equal(s3.pending_close(), 0);
+  s3.commit_close();  // nothing left to send
+  assert_int_equal(s3.output_size(), mine.size());
 }
 
 int main(void) {
@@ -602,6 +655,7 @@ int main(void) {
       cmocka_unit_test(test_send_side),
       cmocka_unit_test(test_client_masks_and_roundtrip),
       cmocka_unit_test(test_deferred_failure),
+      cmocka_unit_test(test_deferred_close_reply),
       cmocka_unit_test(test_client_errors),
       cmocka_unit_test(test_fail_fast_exact_byte),
       cmocka_unit_test(test_non_minimal_lengths),

@@ -22,8 +22,10 @@ void usage() {
       "  Opens a WebSocket (ws:// or wss://). Each line of stdin goes out as one text\n"
       "  message (--binary: binary); every message received is printed on stdout:\n"
       "  text as '< TEXT', binary as '< [binary, N bytes] HEX...' (at most 64 bytes shown).\n"
-      "  EOF on stdin (or SIGINT/SIGTERM) closes with 1000; the close code and reason\n"
-      "  go to stderr. Exit status: 0 after a normal close (1000/1001), 1 otherwise.\n"
+      "  At EOF on stdin it waits until a message came back for each one sent (or for\n"
+      "  --linger MS of silence), then closes with 1000; SIGINT/SIGTERM close at once.\n"
+      "  The close code and reason"
+      " go to stderr. Exit status: 0 after a normal close (1000/1001), 1 otherwise.\n"
       "options:\n"
       "  -H, --header 'Name: value'   add a request header (repeatable)\n"
       "  --subprotocol P              offer a subprotocol (repeatable, in order of preference)\n"
@@ -31,7 +33,8 @@ void usage() {
       "  --cacert FILE                trust this CA (PEM) for wss:// instead of the system store\n"
       "  --insecure                   DANGEROUS: accept any server certificate and host name\n"
       "  --timeout MS                 limit for connect + TLS + upgrade (default 10000)\n"
-      "  --max-message BYTES          largest message accepted (default 16 MiB)");
+      "  --max-message BYTES          largest message accepted (default 16 MiB)\n"
+      "  --linger MS                  at EOF, wait at most this long for a reply (default 1000)");
 }
 
 int g_signal_pipe[2] = {-1, -1};
@@ -55,6 +58,8 @@ void print_message(ws_message* m) {
   std::fflush(stdout);
 }
 
+long g_received = 0;
+
 // Prints every message already received; WS_ECLOSED once the peer's close is in.
 int drain(ws_conn* ws) {
   ws_message* m = nullptr;
@@ -62,8 +67,16 @@ int drain(ws_conn* ws) {
   while ((rc = ws_receive(ws, &m, 0)) == WS_OK) {
     print_message(m);
     ws_message_free(m);
+    g_received++;
   }
   return rc;
+}
+
+int closed_by_server(ws_conn* ws) {
+  int code = ws_close_code(ws);
+  std::fprintf(stderr, "closed by the server: %d %s\n", code, ws_close_reason(ws));
+  ws_free(ws);
+  return code == WS_CLOSE_NORMAL || code == WS_CLOSE_GOING_AWAY ? 0 : 1;
 }
 
 }  // namespace
@@ -71,6 +84,7 @@ int drain(ws_conn* ws) {
 int cmd_connect(int argc, char** argv) {
   const char* url = nullptr;
   int type = WS_TEXT;
+  int linger_ms = 1000;
   ws_options* o = ws_options_new();
   if (!o) return 1;
   Args a("connect", argc, argv);
@@ -103,6 +117,8 @@ int cmd_connect(int argc, char** argv) {
       check(ws_options_set_connect_timeout(o, static_cast<int>(a.integer(1, 3600000))), "--timeout");
     } else if (a.is("--max-message")) {
       check(ws_options_set_max_message_size(o, static_cast<uint64_t>(a.integer(1, 1LL << 40))), "--max-message");
+    } else if (a.is("--linger")) {
+      linger_ms = static_cast<int>(a.integer(0, 3600000));
     } else if (!url && !a.arg().empty() && a.arg()[0] != '-') {
       url = a.arg().data();
     } else {
@@ -121,9 +137,6 @@ int cmd_connect(int argc, char** argv) {
     ws_free(ws);
     return 1;
   }
-  std::fprintf(stderr, "connected to %s%s%s\n", url, *ws_subprotocol(ws) ? ", subprotocol " : "",
-               ws_subprotocol(ws));
-
   if (pipe(g_signal_pipe) != 0) {
     std::perror("wscore connect: pipe");
     ws_free(ws);
@@ -134,10 +147,19 @@ int cmd_connect(int argc, char** argv) {
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
   signal(SIGPIPE, SIG_IGN);  // stdout closed by a pager: report, do not die mid-close
+  std::fprintf(stderr, "connected to %s%s%s\n", url, *ws_subprotocol(ws) ? ", subprotocol " : "",
+               ws_subprotocol(ws));
 
   struct pollfd fds[3] = {{STDIN_FILENO, POLLIN, 0}, {ws_fileno(ws), POLLIN, 0}, {g_signal_pipe[0], POLLIN, 0}};
   std::string pending;  // stdin bytes after the last newline
-  bool we_close = false;
+  long sent = 0;
+  bool we_close = false, eof = false;
+  auto send_line = [&](const char* p, size_t n) {
+    rc = ws_send(ws, p, n, type);
+    if (rc == WS_OK) sent++;
+    else if (rc == WS_EUTF8) std::fprintf(stderr, "wscore connect: line not sent: it is not valid UTF-8 (use --binary)\n");
+    else report("connect", "send", rc);
+  };
   while (!we_close) {
     if (poll(fds, 3, -1) < 0) {
       if (errno == EINTR) continue;
@@ -152,35 +174,39 @@ int cmd_connect(int argc, char** argv) {
       if (r < 0 && errno == EINTR) continue;
       if (r <= 0) {
         // A last line without a newline is still a line.
-        if (!pending.empty() && (rc = ws_send(ws, pending.data(), pending.size(), type)) != WS_OK)
-          report("connect", "send", rc);
-        we_close = true;
+        if (!pending.empty()) send_line(pending.data(), pending.size());
+        we_close = eof = true;
       } else {
         pending.append(buf, static_cast<size_t>(r));
         size_t start = 0, nl;
         while ((nl = pending.find('\n', start)) != std::string::npos) {
-          rc = ws_send(ws, pending.data() + start, nl - start, type);
-          if (rc == WS_EUTF8) std::fprintf(stderr, "wscore connect: line not sent: it is not valid UTF-8 (use --binary)\n");
-          else if (rc != WS_OK) report("connect", "send", rc);
+          send_line(pending.data() + start, nl - start);
           start = nl + 1;
         }
         pending.erase(0, start);
       }
     }
-    if (drain(ws) == WS_ECLOSED) {
-      std::fprintf(stderr, "closed by the server: %d %s\n", ws_close_code(ws), ws_close_reason(ws));
-      int code = ws_close_code(ws);
-      ws_free(ws);
-      return code == WS_CLOSE_NORMAL || code == WS_CLOSE_GOING_AWAY ? 0 : 1;
-    }
+    if (drain(ws) == WS_ECLOSED) return closed_by_server(ws);
+  }
+  // Servers commonly answer a close at once, dropping the replies to what
+  // arrived just before it: at EOF, give the replies a moment first (a reply
+  // per message sent is what an echo or request/response server gives).
+  while (eof && g_received < sent) {
+    int n = poll(&fds[1], 2, linger_ms);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0 || fds[2].revents) break;
+    if (drain(ws) == WS_ECLOSED) return closed_by_server(ws);
   }
   // The server answers our close after the echoes of everything sent before
   // it, and ws_close keeps what arrives meanwhile readable: print it after.
   rc = ws_close(ws, WS_CLOSE_NORMAL, "");
   drain(ws);
   int status = 0;
+  if (rc == WS_ECLOSED) return closed_by_server(ws);  // its close crossed ours
   if (rc == WS_OK) {
-    std::fprintf(stderr, "closed: %d %s\n", ws_close_code(ws), ws_close_reason(ws));
+    int code = ws_close_code(ws);
+    std::fprintf(stderr, "closed: %d %s\n", code, ws_close_reason(ws));
+    status = code == WS_CLOSE_NORMAL || code == WS_CLOSE_GOING_AWAY ? 0 : 1;
   } else {
     std::fprintf(stderr, "closed: %d (%s)\n", ws_close_code(ws),
                  rc == WS_ETIMEDOUT ? "the server did not answer the close" : ws_strerror(rc));

@@ -10,8 +10,8 @@
 
 namespace {
 
-void usage() {
-  std::puts(
+void usage(FILE* to = stdout) {
+  std::fputs(
       "usage: wscore <command> [options]\n"
       "\n"
       "commands:\n"
@@ -21,14 +21,15 @@ void usage() {
       "  autobahn-client URL  run every case of an Autobahn fuzzing server, echoing\n"
       "  version              print the library version\n"
       "\n"
-      "`wscore <command> --help` for the options of each.");
+      "`wscore <command> --help` for the options of each.\n",
+      to);
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    usage();
+    usage(stderr);
     return 2;
   }
   const char* cmd = argv[1];
@@ -45,6 +46,6 @@ int main(int argc, char** argv) {
     return 0;
   }
   std::fprintf(stderr, "wscore: unknown command '%s'\n\n", cmd);
-  usage();
+  usage(stderr);
   return 2;
 }

@@ -38,6 +38,24 @@ def url(echo_server):
     return f"ws://127.0.0.1:{echo_server.port}/"
 
 
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory):
+    """A throwaway PKI (tests/tls/make_certs.sh): pki("ca.pem") is a file's path."""
+    d = tmp_path_factory.mktemp("pki")
+    subprocess.run(["sh", os.path.join(ROOT, "tests", "tls", "make_certs.sh"), str(d)], check=True, timeout=60)
+    return lambda name: str(d / name)
+
+
+def needs(available, what):
+    """A skip mark for tests that need an outside peer, for machines without it.
+    The README's test command and CI install every peer and set
+    WSCORE_REQUIRE_PEERS=1: there a missing peer fails the run instead."""
+    if not available and os.environ.get("WSCORE_REQUIRE_PEERS") == "1":
+        pytest.fail(f"{what} is not installed, and WSCORE_REQUIRE_PEERS=1 requires it "
+                    "(.ci/install-deps installs it)", pytrace=False)
+    return pytest.mark.skipif(not available, reason=f"{what} is not installed: run .ci/install-deps")
+
+
 def node_available():
     return shutil.which("node") is not None and os.path.isdir(os.path.join(NODE_MODULES, "ws"))
 

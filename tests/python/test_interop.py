@@ -1,5 +1,6 @@
 """Interop with peers nobody here wrote: the Python `websockets` library and
-Node `ws`, each as server for our client and as client of our server."""
+Node `ws`, each as server for our client and as client of our server, over
+ws:// and (Node, with its own TLS stack) wss://."""
 import asyncio
 import os
 import threading
@@ -8,7 +9,7 @@ import pytest
 import websockets
 
 import wscore
-from conftest import NodeProcess, node_available
+from conftest import NodeProcess, echo_handler, needs, node_available
 
 PAYLOADS = ["hello", "naïve café ✓ 😀", "", "x" * 70000, b"", b"\x00\xff" * 40000]
 
@@ -76,18 +77,32 @@ def test_websockets_client_against_our_server(echo_server):
 
 NODE_ECHO_SERVER = r"""
 const { WebSocketServer } = require('ws');
-const wss = new WebSocketServer({ host: '127.0.0.1', port: 0, maxPayload: 64 << 20 });
-wss.on('listening', () => console.log('READY ' + wss.address().port));
+const [cert, key] = process.argv.slice(1);
+let wss, server;
+if (cert) {  // wss:// on Node's own TLS (https.Server)
+  const fs = require('fs');
+  server = require('https').createServer({ cert: fs.readFileSync(cert), key: fs.readFileSync(key) });
+  wss = new WebSocketServer({ server, maxPayload: 64 << 20 });
+  server.listen(0, '127.0.0.1', () => console.log('READY ' + server.address().port));
+} else {
+  wss = new WebSocketServer({ host: '127.0.0.1', port: 0, maxPayload: 64 << 20 });
+  wss.on('listening', () => console.log('READY ' + wss.address().port));
+}
 wss.on('connection', (ws) => {
   ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary }));
-  ws.on('close', (code, reason) => { console.log('CLOSE ' + code + ' ' + reason); wss.close(); });
+  ws.on('close', (code, reason) => {
+    console.log('CLOSE ' + code + ' ' + reason);
+    wss.close();
+    if (server) server.close();
+  });
 });
 setTimeout(() => process.exit(3), 20000).unref();
 """
 
 NODE_CLIENT = r"""
 const WebSocket = require('ws');
-const ws = new WebSocket(process.argv[1]);
+const [url, ca] = process.argv.slice(1);
+const ws = new WebSocket(url, ca ? { ca: require('fs').readFileSync(ca) } : {});
 const sent = ['hello', 'naïve café ✓', 'x'.repeat(70000), Buffer.from([0, 1, 2, 255])];
 let i = 0;
 ws.on('open', () => { console.log('OPEN'); ws.send(sent[0]); });
@@ -103,7 +118,7 @@ ws.on('error', (e) => { console.log('ERROR ' + e.message); process.exit(4); });
 setTimeout(() => process.exit(5), 20000);
 """
 
-need_node = pytest.mark.skipif(not node_available(), reason="Node ws is not installed: run .ci/install-deps")
+need_node = needs(node_available(), "Node ws (node and tests/node_modules/ws)")
 
 
 @need_node
@@ -136,3 +151,53 @@ def test_node_ws_client_against_our_server(echo_server):
         assert "CLOSED 1000 node done" in out  # our server echoes the code and the reason
     finally:
         node.kill()
+
+
+@need_node
+def test_our_client_against_node_ws_wss_server(pki):
+    node = NodeProcess(NODE_ECHO_SERVER, pki("server.pem"), pki("server.key"))
+    try:
+        assert node.first_line.startswith("READY "), (node.first_line, node.proc.stderr.read())
+        port = int(node.first_line.split()[1])
+        with wscore.connect(f"wss://localhost:{port}/", ssl={"cafile": pki("ca.pem")}) as ws:
+            for p in PAYLOADS:
+                ws.send(p)
+                assert ws.recv(timeout=10) == p
+            ws.close(1000, "from wscore over tls")
+        rc, out, err = node.finish()
+        assert rc == 0, err
+        assert "CLOSE 1000 from wscore over tls" in out
+    finally:
+        node.kill()
+
+
+@need_node
+def test_our_client_verifies_node_ws_wss_server(pki):
+    node = NodeProcess(NODE_ECHO_SERVER, pki("wrongname.pem"), pki("wrongname.key"))
+    try:
+        port = int(node.first_line.split()[1])
+        with pytest.raises(wscore.TLSError, match="hostname mismatch"):
+            wscore.connect(f"wss://localhost:{port}/", ssl={"cafile": pki("ca.pem")})
+    finally:
+        node.kill()
+
+
+@need_node
+def test_node_ws_wss_client_against_our_server(pki):
+    tls = {"certfile": pki("server.pem"), "keyfile": pki("server.key")}
+    with wscore.serve(echo_handler, "127.0.0.1", 0, ssl=tls) as server:
+        server.start()
+        node = NodeProcess(NODE_CLIENT, f"wss://localhost:{server.port}/node", pki("ca.pem"))
+        try:
+            assert node.first_line == "OPEN", (node.first_line, node.proc.stderr.read())
+            rc, out, err = node.finish()
+            assert rc == 0, (out, err)
+            assert "CLOSED 1000 node done" in out
+        finally:
+            node.kill()
+        # Node checks our certificate against its CA list: without the test CA it refuses.
+        node = NodeProcess(NODE_CLIENT, f"wss://localhost:{server.port}/node")
+        try:
+            assert node.first_line.startswith("ERROR ") and "certificate" in node.first_line, node.first_line
+        finally:
+            node.kill()

@@ -2,7 +2,8 @@
 underneath, but its own configuration and handshake driving) inside the
 `websockets` library, as server for our client and as client of our server.
 
-Run: WSCORE_LIBRARY=build-tls/src/api/libwscore.so /usr/bin/python3 -m pytest -q tests/tls
+Part of the `python` test (meson test -C build python); by hand:
+WSCORE_LIBRARY=build/src/api/libwscore.so /usr/bin/python3 -m pytest -q tests/tls
 (under an ASan build, also LD_PRELOAD=$(gcc -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0)."""
 import asyncio
 import os

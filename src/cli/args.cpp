@@ -3,7 +3,6 @@
 
 #include <cerrno>
 #include <cstdio>
-#include <cstdlib>
 
 #include "cli.hpp"
 
@@ -34,7 +33,7 @@ long long Args::integer(long long lo, long long hi) {
 
 void Args::fail(const std::string& why) const {
   std::fprintf(stderr, "wscore %s: %s (see wscore %s --help)\n", cmd_, why.c_str(), cmd_);
-  std::exit(2);
+  throw UsageError{};
 }
 
 void report(const char* cmd, const std::string& what, int rc) {

@@ -51,15 +51,15 @@ struct Client {
   int case_timeout_ms = 60000;
 
   int open(const std::string& path, ws_conn** ws) const {
-    ws_options* o = ws_options_new();
-    if (!o) return WS_ENOMEM;
+    Options opts(ws_options_new());
+    if (!opts) return WS_ENOMEM;
+    ws_options* o = opts.get();
     // Autobahn's 9.x cases send messages up to 16 MiB, the limit cases more.
     ws_options_set_max_message_size(o, 64ull << 20);
     ws_options_set_send_queue_limit(o, 128u << 20);
     if (cacert) ws_options_set_tls_ca_file(o, cacert);
     std::string url = base + path;
     int rc = ws_open(url.c_str(), o, ws);
-    ws_options_free(o);
     if (rc != WS_OK) {
       std::fprintf(stderr, "wscore autobahn-client: %s: %s", url.c_str(), ws_strerror(rc));
       if (*ws && *ws_error_detail(*ws)) std::fprintf(stderr, " (%s)", ws_error_detail(*ws));

@@ -2,6 +2,9 @@
 // argument parser they share.
 #pragma once
 
+#include <wscore.h>
+
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -14,8 +17,19 @@ int cmd_echo(int argc, char** argv);
 int cmd_serve(int argc, char** argv);
 int cmd_autobahn_client(int argc, char** argv);
 
-// Walks argv once. Every malformed value ends the process with status 2 and a
-// message naming the command and the option, so no subcommand runs on a
+// An options object, freed on every way out of a subcommand.
+struct OptionsFree {
+  void operator()(ws_options* o) const { ws_options_free(o); }
+};
+using Options = std::unique_ptr<ws_options, OptionsFree>;
+
+// Thrown by Args::fail once its message is printed; main answers it with exit
+// status 2. An exception rather than exit(), so that what the subcommand holds
+// is released on the way out.
+struct UsageError {};
+
+// Walks argv once. Every malformed value ends the subcommand with status 2 and
+// a message naming the command and the option, so no subcommand runs on a
 // half-understood command line.
 class Args {
  public:

@@ -85,8 +85,9 @@ int cmd_connect(int argc, char** argv) {
   const char* url = nullptr;
   int type = WS_TEXT;
   int linger_ms = 1000;
-  ws_options* o = ws_options_new();
-  if (!o) return 1;
+  Options opts(ws_options_new());
+  if (!opts) return 1;
+  ws_options* o = opts.get();
   Args a("connect", argc, argv);
   auto check = [&](int rc, const std::string& what) {
     if (rc != WS_OK) a.fail(what + ": " + ws_strerror(rc));
@@ -94,7 +95,6 @@ int cmd_connect(int argc, char** argv) {
   while (a.next()) {
     if (a.is("-h", "--help")) {
       usage();
-      ws_options_free(o);
       return 0;
     } else if (a.is("--binary")) {
       type = WS_BINARY;
@@ -129,7 +129,7 @@ int cmd_connect(int argc, char** argv) {
 
   ws_conn* ws = nullptr;
   int rc = ws_open(url, o, &ws);
-  ws_options_free(o);
+  opts.reset();
   if (rc != WS_OK) {
     std::fprintf(stderr, "wscore connect: %s: %s", url, ws_strerror(rc));
     if (ws && *ws_error_detail(ws)) std::fprintf(stderr, " (%s)", ws_error_detail(ws));

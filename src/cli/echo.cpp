@@ -133,8 +133,9 @@ int run_echo(const char* name, int argc, char** argv, bool demo) {
   bool callback = true;
   const char* cert = nullptr;
   const char* key = nullptr;
-  ws_options* o = ws_options_new();
-  if (!o) return 1;
+  Options opts(ws_options_new());
+  if (!opts) return 1;
+  ws_options* o = opts.get();
   // An echo never waits for room in a send queue (that would stall every
   // connection of the thread): a full queue is answered with 1008 instead.
   ws_options_set_send_timeout(o, 0);
@@ -146,7 +147,6 @@ int run_echo(const char* name, int argc, char** argv, bool demo) {
   while (a.next()) {
     if (a.is("-h", "--help")) {
       usage(demo);
-      ws_options_free(o);
       return 0;
     } else if (a.is("--port")) {
       port = a.integer(0, 65535);
@@ -195,7 +195,7 @@ int run_echo(const char* name, int argc, char** argv, bool demo) {
 
   ws_server* srv = nullptr;
   int rc = ws_listen(host.c_str(), static_cast<int>(port), o, &srv);
-  ws_options_free(o);
+  opts.reset();
   if (rc != WS_OK) {
     report(name, "listen on " + host + ":" + std::to_string(port), rc);
     return 1;

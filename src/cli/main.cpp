@@ -33,10 +33,18 @@ int main(int argc, char** argv) {
     return 2;
   }
   const char* cmd = argv[1];
-  if (!std::strcmp(cmd, "connect")) return wscli::cmd_connect(argc - 2, argv + 2);
-  if (!std::strcmp(cmd, "echo")) return wscli::cmd_echo(argc - 2, argv + 2);
-  if (!std::strcmp(cmd, "serve")) return wscli::cmd_serve(argc - 2, argv + 2);
-  if (!std::strcmp(cmd, "autobahn-client")) return wscli::cmd_autobahn_client(argc - 2, argv + 2);
+  int (*sub)(int, char**) = !std::strcmp(cmd, "connect")           ? wscli::cmd_connect
+                            : !std::strcmp(cmd, "echo")            ? wscli::cmd_echo
+                            : !std::strcmp(cmd, "serve")           ? wscli::cmd_serve
+                            : !std::strcmp(cmd, "autobahn-client") ? wscli::cmd_autobahn_client
+                                                                   : nullptr;
+  if (sub) {
+    try {
+      return sub(argc - 2, argv + 2);
+    } catch (const wscli::UsageError&) {
+      return 2;  // the message is out already
+    }
+  }
   if (!std::strcmp(cmd, "version") || !std::strcmp(cmd, "--version")) {
     std::printf("wscore %s\n", ws_version());
     return 0;

@@ -62,6 +62,10 @@ void quiesce_at_exit() {
     for (Loop* l : pool().loops) {
       if (!l || l->on_loop_thread()) continue;  // exit() from a callback: it is this thread
       l->post([] {
+        // Parked for good: free this thread's OpenSSL state (its random
+        // generators) now, as OpenSSL would when the thread exits, which it
+        // never does. Nothing on this thread uses OpenSSL after this.
+        OPENSSL_thread_stop();
         std::unique_lock<std::mutex> lk(park->mu);
         park->parked++;
         park->cv.notify_all();
@@ -84,8 +88,11 @@ Loop* Loop::acquire(size_t index) {
     std::lock_guard<std::mutex> g(p.mu);
     if (!p.atexit_registered) {
       // OpenSSL registers its exit handler on first init; ours, registered
-      // after it, runs before it.
-      OPENSSL_init_crypto(0, nullptr);
+      // after it, runs before it. The options must not be 0: OpenSSL 3
+      // returns early for options already done, and 0 always counts as
+      // done, before any handler is registered (LSan then saw loop threads'
+      // random generators freed under them, or lost).
+      OPENSSL_init_crypto(OPENSSL_INIT_ADD_ALL_DIGESTS, nullptr);
       std::atexit(quiesce_at_exit);
       p.atexit_registered = true;
     }

@@ -46,6 +46,15 @@ def pki(tmp_path_factory):
     return lambda name: str(d / name)
 
 
+def peer_env(**extra):
+    """The environment for an outside peer's process (Node, Chromium): ours,
+    less the ASan runtime that an instrumented build preloads into this
+    interpreter (it is no part of theirs, and Chromium hangs under it)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "ASAN_OPTIONS")}
+    env.update(NODE_PATH=NODE_MODULES, **extra)
+    return env
+
+
 def needs(available, what):
     """A skip mark for tests that need an outside peer, for machines without it.
     The README's test command and CI install every peer and set
@@ -64,7 +73,7 @@ class NodeProcess:
     """A Node script that prints one line 'READY <port>' (or anything) first."""
 
     def __init__(self, script, *args):
-        env = dict(os.environ, NODE_PATH=NODE_MODULES)
+        env = peer_env()
         self.proc = subprocess.Popen(["node", "-e", script, *args], stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True, env=env)
         self.first_line = self.proc.stdout.readline().strip()

@@ -13,7 +13,7 @@ import threading
 import pytest
 
 import wscore
-from conftest import NODE_MODULES, needs
+from conftest import NODE_MODULES, needs, peer_env
 
 CHROMIUM = "/usr/bin/chromium"
 HAVE_BROWSER = (os.path.exists(CHROMIUM) and shutil.which("node") is not None
@@ -103,7 +103,7 @@ def run_browser(page_url, ws_url, trust_ca=None):
     browser alone trusts, through an NSS database in a throwaway HOME."""
     with tempfile.TemporaryDirectory(prefix="wscore-chromium-") as home:
         user_dir = os.path.join(home, "profile")
-        env = dict(os.environ, NODE_PATH=NODE_MODULES, HOME=home)
+        env = peer_env(HOME=home)
         if trust_ca:
             nssdb = "sql:" + os.path.join(home, ".pki", "nssdb")
             os.makedirs(os.path.join(home, ".pki", "nssdb"))

@@ -19,6 +19,7 @@ Reports: BUILDDIR/conformance/TARGET.json and .md. Exit status 1 if any case
 of any target is FAILED or NON-STRICT (or a testee could not run).
 """
 import argparse
+import fcntl
 import json
 import os
 import re
@@ -92,9 +93,14 @@ def run_target(name, spec, build, outdir, sel):
     if name.endswith("-tls"):
         # A throwaway PKI made at run time (tests/tls/make_certs.sh): no key is committed.
         pki = os.path.join(outdir, "pki")
-        if not os.path.exists(os.path.join(pki, "ca.pem")):
-            subprocess.run(["sh", os.path.join(ROOT, "tests", "tls", "make_certs.sh"), pki], check=True,
-                           stdout=subprocess.DEVNULL)
+        # Several TLS targets may run at once (meson test in parallel): one makes
+        # the PKI, under a lock, the others wait for it.
+        with open(os.path.join(outdir, "pki.lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not os.path.exists(os.path.join(pki, "done")):
+                subprocess.run(["sh", os.path.join(ROOT, "tests", "tls", "make_certs.sh"), pki], check=True,
+                               stdout=subprocess.DEVNULL)
+                open(os.path.join(pki, "done"), "w").close()
         common += (["--tls-cert", f"{pki}/server.pem", "--tls-key", f"{pki}/server.key"] if role == "client"
                    else ["--tls-ca", f"{pki}/ca.pem"])
     if role == "client":

@@ -3,7 +3,8 @@
 build machines, so nothing else would notice a wrong ccall before a user does).
 
 Checks, over every .jl file of the package (comments and strings blanked out
-first, so documentation cannot hide or fake a call):
+first, so documentation cannot hide or fake a call; the code of `$(...)`
+interpolations is kept, so a call inside one is checked too):
   * every `ccall(` / `@threadcall(` names its function in a checkable way:
     `wsym(:name)`, `found[:name]` / `FPTRS[:name]` (the loader), or, for
     @threadcall, one of the global `FP_NAME[]` Refs; `@ccall`, other
@@ -13,7 +14,9 @@ first, so documentation cannot hide or fake a call):
     libwscore.so, and is listed in lib.jl's SYMBOLS (which load! resolves);
   * return type, argument count and every argument type match the prototype
     (table C_TO_JULIA); the number of values matches the number of types;
-  * an argument `pointer(x)` sits inside a `GC.@preserve` naming x;
+  * an argument `pointer(x)` lies inside the extent of a `GC.@preserve`
+    naming x (its begin/let block up to the matching `end`, or its call);
+    other expressions around `pointer(` cannot be checked and are errors;
   * nothing parks a thread on the network: ws_receive/ws_accept are called
     with a literal 0 timeout, ws_open/ws_close only through @threadcall, and
     the send timeout is set to 0;
@@ -190,16 +193,73 @@ def balanced(text, start):
     raise ValueError("unbalanced parentheses")
 
 
-def preserved_names_before(text, pos):
-    """Names of the GC.@preserve blocks that may enclose text[pos]: each
-    preceding `GC.@preserve a b expr` in the same function."""
-    start = text.rfind("\nfunction ", 0, pos)
-    names = set()
-    for m in re.finditer(r"GC\.@preserve((?:\s+[A-Za-z_]\w*(?![\w.(\[=!]))+)", text[max(start, 0): pos]):
+def with_interpolations(raw):
+    """The blanked source with the code of `$(...)` string interpolations put
+    back: blanking strings must not hide the calls inside them."""
+    text = list(blank_julia(raw))
+    for m in re.finditer(r"\$\(", raw):
+        if text[m.start()] != " ":
+            continue  # not inside a string
+        depth, i = 0, m.start() + 1
+        while i < len(raw):
+            depth += raw[i] == "("
+            depth -= raw[i] == ")"
+            if depth == 0:
+                break
+            i += 1
+        text[m.start() + 1: i + 1] = raw[m.start() + 1: i + 1]
+    return "".join(text)
+
+
+BLOCK_WORDS = r"begin|function|if|for|while|let|try|do|quote|struct|module|macro"
+
+
+def block_end(text, start):
+    """text[start:] starts with a block keyword (begin, let, ...): the index just
+    past its matching `end`. Keywords inside brackets (comprehensions, x[end])
+    do not count."""
+    depth, brackets = 0, 0
+    for m in re.finditer(rf"(?<![\w.:@])(?:{BLOCK_WORDS}|end)(?![\w!])|[\[\](){{}}]", text[start:]):
+        w = m.group(0)
+        if w in "([{":
+            brackets += 1
+        elif w in ")]}":
+            brackets -= 1
+        elif brackets == 0:
+            depth += -1 if w == "end" else 1
+            if depth == 0:
+                return start + m.end()
+    return len(text)
+
+
+def preserve_spans(text):
+    """(names, start, end) of each `GC.@preserve a b EXPR`: EXPR's extent is a
+    begin/let block up to its `end`, or a call up to its closing parenthesis."""
+    spans = []
+    for m in re.finditer(r"GC\.@preserve((?:[ \t]+[A-Za-z_]\w*(?![\w.(\[=!]))+)", text):
         words = m.group(1).split()
-        # The last word may be the expression itself (`GC.@preserve x begin`, `... x ccall`).
-        names.update(w for w in words if w not in ("begin", "ccall", "let"))
-    return names
+        if words[-1] in ("begin", "let"):
+            names = words[:-1]
+            body = m.start(1) + m.group(1).rindex(words[-1])
+            spans.append((set(names), body, block_end(text, body)))
+            continue
+        names = words
+        c = re.compile(r"\s*((?:[A-Za-z_]\w*\.)*@?[A-Za-z_]\w*!?)\(").match(text, m.end())
+        if c is None:
+            continue  # preserves nothing we can see
+        depth, i = 0, c.end() - 1
+        while i < len(text):
+            depth += text[i] == "("
+            depth -= text[i] == ")"
+            if depth == 0:
+                break
+            i += 1
+        spans.append((set(names), c.start(1), i + 1))
+    return spans
+
+
+def preserved_at(spans, name, pos):
+    return any(name in names and a <= pos < b for names, a, b in spans)
 
 
 def find_calls(text):
@@ -230,7 +290,8 @@ def resolve_symbol(kind, fexpr):
 
 def check_text(raw, fname, protos, exported, symbols):
     """Returns (errors, checked symbols) for one Julia source."""
-    text = blank_julia(raw)
+    text = with_interpolations(raw)
+    spans = preserve_spans(text)
     errors, checked = [], []
     for kind, pos, parts in find_calls(text):
         where = f"{fname}:{text.count(chr(10), 0, pos) + 1}"
@@ -265,13 +326,13 @@ def check_text(raw, fname, protos, exported, symbols):
             for i, (jt, ct) in enumerate(zip(types, cargs)):
                 if jt not in allowed(ct):
                     errors.append(f"{where}: {sym} argument {i + 1} is {ct!r}, the {kind} says {jt}")
-            preserved = None
             for i, v in enumerate(values):
                 pm = re.fullmatch(r"pointer\((\w+)\)", v.strip())
+                if pm is None and re.search(r"\bpointer\(", v):
+                    errors.append(f"{where}: {sym} argument {i + 1} ({v.strip()}) cannot be checked for "
+                                  "GC.@preserve: pass pointer(x) of a preserved x")
                 if pm:
-                    if preserved is None:
-                        preserved = preserved_names_before(text, pos)
-                    if pm.group(1) not in preserved:
+                    if not preserved_at(spans, pm.group(1), pos):
                         errors.append(f"{where}: {sym} argument {i + 1} is pointer({pm.group(1)}) "
                                       f"outside a GC.@preserve {pm.group(1)}")
             if sym in NONBLOCKING_TIMEOUT_ARG:
@@ -350,6 +411,32 @@ BAD_SNIPPETS = [  # (what, snippet, a word the error must contain)
      "p, pointer(d), n)\nend", "GC.@preserve"),
     ("ccall after a comment mentioning ccall", "# ccall is fine here\nccall(wsym(:ws_state), Cvoid, (Ptr{Cvoid},), p)",
      "returns"),
+    ("Int (64-bit) for int", "ccall(wsym(:ws_state), Int, (Ptr{Cvoid},), p)", "returns"),
+    ("Int for an int argument", "ccall(wsym(:ws_server_close), Cint, (Int,), s)", "argument 1"),
+    ("Cuint for int", "ccall(wsym(:ws_options_set_close_timeout), Cint, (Ptr{Cvoid}, Cuint), o, t)", "argument 2"),
+    ("Cint return for size_t", "ccall(wsym(:ws_buffered_amount), Cint, (Ptr{Cvoid},), p)", "returns"),
+    ("Cvoid return for int", "ccall(wsym(:ws_close_code), Cvoid, (Ptr{Cvoid},), p)", "returns"),
+    ("Ptr{Cvoid} return for size_t", "ccall(wsym(:ws_message_size), Ptr{Cvoid}, (Ptr{Cvoid},), m)", "returns"),
+    ("UInt32 for uint64_t",
+     "ccall(wsym(:ws_options_set_max_message_size), Cint, (Ptr{Cvoid}, UInt32), o, n)", "argument 2"),
+    ("Ptr{UInt8} for an opaque handle", "ccall(wsym(:ws_state), Cint, (Ptr{UInt8},), p)", "argument 1"),
+    ("Cstring for binary data (const void *)",
+     "ccall(wsym(:ws_send), Cint, (Ptr{Cvoid}, Cstring, Csize_t, Cint), p, d, n, t)", "argument 2"),
+    ("Cint for a handle", "ccall(wsym(:ws_free), Cvoid, (Cint,), p)", "argument 1"),
+    ("wrong type in a @threadcall",
+     "@threadcall(FP_WS_CLOSE[], Cint, (Ptr{Cvoid}, Csize_t, Cstring), p, c, r)", "argument 2"),
+    ("bad ccall hidden in a string interpolation",
+     'f(p) = "state $(ccall(wsym(:ws_state), Csize_t, (Ptr{Cvoid},), p))"', "returns"),
+    ("preserve that ended before the call",
+     "function f(p, d)\n  GC.@preserve d begin\n    x = 1\n  end\n"
+     "  ccall(wsym(:ws_ping), Cint, (Ptr{Cvoid}, Ptr{UInt8}, Csize_t), p, pointer(d), n)\nend", "GC.@preserve"),
+    ("preserve in an earlier function",
+     "function f(p, d)\n  GC.@preserve d ccall(wsym(:ws_ping), Cint, (Ptr{Cvoid}, Ptr{UInt8}, Csize_t), "
+     "p, pointer(d), n)\nend\ng(p, d) = ccall(wsym(:ws_pong), Cint, (Ptr{Cvoid}, Ptr{UInt8}, Csize_t), "
+     "p, pointer(d), n)", "GC.@preserve"),
+    ("pointer arithmetic the check cannot follow",
+     "GC.@preserve d ccall(wsym(:ws_ping), Cint, (Ptr{Cvoid}, Ptr{UInt8}, Csize_t), p, pointer(d) + 1, n)",
+     "cannot be checked"),
 ]
 GOOD_SNIPPETS = [
     "ccall(wsym(:ws_state), Cint, (Ptr{Cvoid},), p)",
@@ -358,6 +445,14 @@ GOOD_SNIPPETS = [
     "@threadcall(FP_WS_CLOSE[], Cint, (Ptr{Cvoid}, Cint, Cstring), p, c, r)",
     "ccall(wsym(:ws_receive), Cint, (Ptr{Cvoid}, Ptr{Ptr{Cvoid}}, Cint), p, out, Cint(0))",
     "ccall(wsym(:ws_version), Ptr{UInt8}, ())",
+    "ccall(wsym(:ws_options_set_max_message_size), Cint, (Ptr{Cvoid}, UInt64), o, n)",
+    "ccall(wsym(:ws_buffered_amount), Csize_t, (Ptr{Cvoid},), p)",
+    "ccall(wsym(:ws_version_number), Cuint, ())",
+    "function f(p, d)\n  GC.@preserve d begin\n    if x\n      y = d[end]\n    end\n"
+    "    for i in 1:2\n    end\n    ccall(wsym(:ws_ping), Cint, (Ptr{Cvoid}, Ptr{UInt8}, Csize_t), p, pointer(d), n)\n"
+    "  end\nend",
+    "f(p, b) = GC.@preserve b ccall(wsym(:ws_pong), Cint, (Ptr{Cvoid}, Ptr{UInt8}, Csize_t), p, pointer(b), n)",
+    'f(p) = "state $(ccall(wsym(:ws_state), Cint, (Ptr{Cvoid},), p))"',
     '"""\nDocs may say ccall(anything) or @ccall freely.\n"""\nf() = 1',
 ]
 BAD_CONSTANTS = [

@@ -22,25 +22,25 @@ import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from check_ccalls import blank_julia, split_top  # noqa: E402
+from check_ccalls import blank_julia, split_top, with_interpolations  # noqa: E402
 
 # Julia 1.10: Base (and Core) functions, types used as constructors, and macros.
 KNOWN = set("""
     Any Bool Cint Csize_t Cuint Cvoid Dict Int Int16 Ptr Ref Set String SubString Some Symbol
-    Tuple UInt16 UInt64 UInt8 Union Vector Pair Task Timer Channel
+    Tuple UInt16 UInt64 UInt8 Union Vector Pair Task Timer Channel IOBuffer
     ArgumentError OutOfMemoryError ErrorException InterruptException TaskFailedException
-    append! ccall clamp close collect convert copy delete! empty! error errormonitor exit fetch
-    filter findfirst float foreach get get! getfield haskey in isa isdone isempty isfile isinf
+    append! applicable ccall clamp close collect convert copy delete! empty! error errormonitor exit
+    fetch filter findfirst float foreach get get! getfield haskey in isa isempty isfile isinf
     isnan isopen isready istaskdone isvalid iterate join keys length lock lowercase map match
-    max merge! min occursin pointer popfirst! print println push! put! rand readdir readline
-    repr rethrow round schedule sizeof sleep something sort sort! split sprint startswith
-    endswith strip string take! throw time typemax unlock unsafe_copyto! unsafe_string wait
-    write read current_task catch_backtrace dirname joinpath isdir showerror any all
-    finalizer identity last first abs hash getindex setindex! view
-    include module_function __init__ getproperty propertynames show eltype IteratorSize
-    SizeUnknown ReentrantLock codeunits
-    @__DIR__ @async @sync @error @warn @info @debug @test @testset @test_throws @threadcall
-    @inline @lock @preserve @spawn @ip_str
+    max merge! min minimum occursin pairs parse pointer popfirst! print println push! put! rand
+    readdir readline replace repr rethrow round schedule sizeof sleep something sort sort! split
+    sprint startswith endswith strip string take! throw time typemax typeof unlock
+    unsafe_copyto! unsafe_string uppercase wait write read current_task catch_backtrace dirname
+    joinpath isdir showerror any all finalizer identity last first abs hash getindex setindex!
+    view include getproperty propertynames show eltype ReentrantLock codeunits zeros yield mktempdir run
+    prevind
+    @__DIR__ @async @sync @error @warn @info @debug @test @testset @test_throws @test_skip
+    @threadcall @inline @ip_str
 """.split())
 
 # Qualified names: Module.name
@@ -50,7 +50,7 @@ KNOWN_QUALIFIED = set("""
     Base.@lock Base.RawFD
     Libdl.dlopen_e Libdl.dlsym_e
     Threads.SpinLock Threads.@spawn Threads.Atomic Threads.atomic_add! Threads.threadid Threads.nthreads
-    GC.@preserve
+    GC.@preserve Sys.which Sys.islinux
     LibWSCore.load!
 """.split())
 
@@ -132,24 +132,6 @@ def calls(text):
     return out
 
 
-def with_interpolations(raw):
-    """The blanked source with the code of `$(...)` string interpolations put
-    back (blanking strings would hide the calls inside them)."""
-    text = list(blank_julia(raw))
-    for m in re.finditer(r"\$\(", raw):
-        if text[m.start()] != " ":
-            continue  # not inside a string
-        depth, i = 0, m.start() + 1
-        while i < len(raw):
-            depth += raw[i] == "("
-            depth -= raw[i] == ")"
-            if depth == 0:
-                break
-            i += 1
-        text[m.start() + 1: i + 1] = raw[m.start() + 1: i + 1]
-    return "".join(text)
-
-
 def unknown_calls(raw, extra_defined=(), qualified_defs=None):
     text = with_interpolations(raw)
     known_here = defined_and_local(text) | set(extra_defined)
@@ -179,6 +161,8 @@ SELF_TEST_BAD = [
     ("wrong module", "h() = Threads.spinlock()", "Threads.spinlock"),
     ("unknown macro", "@lockk l begin\nend", "@lockk"),
     ("misspelt call inside an interpolation", 'f(x) = "value $(reprr(x))"', "reprr"),
+    ("Base name that Base does not export", "f(T) = IteratorSize(T)", "IteratorSize"),
+    ("Threads macro without its module", "g() = @spawn 1", "@spawn"),
 ]
 SELF_TEST_GOOD = [
     "function g(f, x)\n    f(x)\n    push!(Int[], 1)\nend",

@@ -2,16 +2,20 @@
 """The C library's behaviour that bindings/julia/src/WebSockets.jl relies on,
 exercised with the binding's own call sequences (through cffi, since Julia
 cannot run here): non-blocking receive/accept then a wait on the descriptor,
-close-then-drain, manual upgrade for check_origin with the subprotocol chosen
-by the binding, the error codes the binding turns into exceptions, and the
-close codes its tests expect. If the library changes one of these, the Julia
+close-then-drain, the held answer to a peer's close (replies first), manual
+upgrade for check_origin with the subprotocol chosen by the binding, wss://
+with the binding's TLS options, the error codes the binding turns into
+exceptions, and the close codes its tests expect. If the library changes one of these, the Julia
 binding is wrong in a way no static check sees; this test says so.
 
 Usage: test_c_contract.py  (WSCORE_LIBRARY names the library to test)
 """
 import os
 import select
+import shutil
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -90,6 +94,8 @@ def options(**kw):
         elif name == "headers":
             for k, v in value:
                 check(lib.ws_options_add_header(o, k.encode(), v.encode()) == 0, f"header {k}")
+        elif isinstance(value, str):
+            check(getattr(lib, "ws_options_set_" + name)(o, value.encode()) == 0, name)
         else:
             check(getattr(lib, "ws_options_set_" + name)(o, value) == 0, name)
     return o
@@ -145,6 +151,10 @@ def test_manual_upgrade():
     offered = s(lib.ws_request_header(c, b"Sec-WebSocket-Protocol"))
     check([x.strip() for x in offered.split(",")] == ["nope", "chat"], f"offers readable: {offered!r}")
     check(lib.ws_upgrade_accept(c, b"chat") == 0, "upgrade_accept with a subprotocol")
+    # The handler starts receiving at once: the state is OPEN from ws_upgrade_accept on.
+    out = ffi.new("ws_message **")
+    check(lib.ws_state(c) == C.WS_STATE_OPEN, "OPEN right after ws_upgrade_accept")
+    check(lib.ws_receive(c, out, 0) == EAGAIN, "receive(0) right after ws_upgrade_accept is WS_EAGAIN, not WS_ESTATE")
     t.join(10)
     crc, cc = box["v"]
     check(crc == 0 and s(lib.ws_subprotocol(cc)) == "chat", "client sees the chosen subprotocol")
@@ -254,8 +264,126 @@ def test_codes_and_errors():
     lib.ws_free(cc)
 
 
+def pair(**kw):
+    """A server, one client and the server side of its connection."""
+    srv, port = listen(**kw)
+    t, box = in_thread(lambda: open_client(f"ws://127.0.0.1:{port}/"))
+    rc, c = accept(srv)
+    t.join(10)
+    crc, cc = box["v"]
+    assert rc == 0 and crc == 0, (rc, crc)
+    return srv, c, cc
+
+
+def test_held_close():
+    """The peer's close behind unread messages (pull mode): the answer waits
+    until the binding's receive has returned them and asks again, so replies
+    go first; meanwhile the state stays OPEN; the descriptor wakes a waiting
+    receive; a receive loop then sees WS_EAGAIN and, once closed, WS_ECLOSED."""
+    srv, c, cc = pair()
+    for m in (b"one", b"two"):
+        lib.ws_send(cc, m, len(m), C.WS_TEXT)
+    t, box = in_thread(lambda: lib.ws_close(cc, 4005, b"done"))   # close(ws) on the client
+    time.sleep(0.3)
+    check(lib.ws_state(c) == C.WS_STATE_OPEN, "held close: the server side stays OPEN while messages are unread")
+    replies = []
+    while True:
+        rc, m = receive(c)
+        if rc != 0:
+            break
+        replies.append(m)
+        r = ("re:" + m).encode()
+        check(lib.ws_send(c, r, len(r), C.WS_TEXT) == 0, f"a reply to {m!r} is accepted before the close")
+    check(replies == ["one", "two"], f"held close: the messages before it are read first ({replies})")
+    check(rc == ECLOSED and lib.ws_close_code(c) == 4005, f"then WS_ECLOSED with the peer's code ({rc})")
+    t.join(10)
+    check(box.get("v") == 0, f"the client's ws_close got the answer ({box.get('v')})")
+    got = [receive(cc)[1] for _ in range(2)]
+    check(got == ["re:one", "re:two"], f"the replies reached the client ahead of the close ({got})")
+    check(receive(cc)[0] == ECLOSED, "then the client sees the close")
+    lib.ws_free(cc)
+    lib.ws_free(c)
+
+    # The binding's close(ws) while the peer's close is held: answered at once, not after the close timeout.
+    t, box = in_thread(lambda: open_client(f"ws://127.0.0.1:{lib.ws_server_port(srv)}/"))
+    _, c = accept(srv)
+    t.join(10)
+    _, cc = box["v"]
+    lib.ws_send(cc, b"x", 1, C.WS_TEXT)
+    t, box = in_thread(lambda: lib.ws_close(cc, 1000, ffi.NULL))
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    rc = lib.ws_close(c, 1000, ffi.NULL)
+    check(rc == 0 and time.monotonic() - t0 < 2, f"close while the peer's close is held: WS_OK at once ({rc})")
+    check(receive(c) == (0, "x"), "the unread message stays readable after that close")
+    check(receive(c)[0] == ECLOSED, "then WS_ECLOSED")
+    t.join(10)
+    lib.ws_free(cc)
+    lib.ws_free(c)
+    lib.ws_server_free(srv)
+
+
+def test_send_while_closing():
+    """send after our close started is WS_ESTATE with a state other than OPEN
+    (the binding turns that into a WebSocketError), WS_ECLOSED once closed."""
+    srv, c, cc = pair(close_timeout=500)
+    # The server has not read "m", so it holds its answer to the client's close
+    # (up to its close timeout): the client stays CLOSING meanwhile.
+    lib.ws_send(cc, b"m", 1, C.WS_TEXT)
+    t, box = in_thread(lambda: lib.ws_close(cc, 1000, ffi.NULL))
+    time.sleep(0.15)
+    rc = lib.ws_send(cc, b"late", 4, C.WS_TEXT)
+    check(rc == C.WS_ESTATE and lib.ws_state(cc) == C.WS_STATE_CLOSING,
+          f"send while closing: WS_ESTATE in state CLOSING ({rc}, {lib.ws_state(cc)})")
+    check(lib.ws_close_code(cc) == 0, "no close code yet while closing (the binding then says 1006)")
+    t.join(10)
+    check(lib.ws_send(cc, b"late", 4, C.WS_TEXT) == ECLOSED, "send once closed: WS_ECLOSED")
+    lib.ws_free(cc)
+    lib.ws_free(c)
+    lib.ws_server_free(srv)
+
+
+def test_tls():
+    """wss:// with the options the binding sets: server certfile/keyfile (and the
+    PEM variants), client cafile, require_ssl_verification=false."""
+    if shutil.which("openssl") is None:
+        print("SKIP test_tls: no openssl to make test certificates")
+        return
+    d = tempfile.mkdtemp(prefix="wscore-julia-tls-")
+    try:
+        subprocess.run(["sh", os.path.join(HERE, "..", "tls", "make_certs.sh"), d], check=True)
+        f = lambda n: os.path.join(d, n)  # noqa: E731
+        for server_kw in ({"tls_cert_file": f("server.pem"), "tls_key_file": f("server.key")},
+                          {"tls_cert_pem": open(f("server.pem")).read(), "tls_key_pem": open(f("server.key")).read()}):
+            srv, port = listen(**server_kw)
+            url = f"wss://127.0.0.1:{port}/"
+            for client_kw, want in (({"tls_ca_file": f("ca.pem")}, 0), ({}, C.WS_ETLS),
+                                    ({"tls_insecure_skip_verify": 1}, 0)):
+                t, box = in_thread(lambda: open_client(url, **client_kw))
+                if want == 0:
+                    rc, c = accept(srv)
+                t.join(10)
+                crc, cc = box["v"]
+                check(crc == want, f"wss client {sorted(client_kw)} with server {sorted(server_kw)}: {crc}, want {want}")
+                if want == 0 and crc == 0:
+                    check(lib.ws_is_tls(cc) == 1, "the client connection is TLS")
+                    lib.ws_send(cc, b"sec", 3, C.WS_TEXT)
+                    check(receive(c) == (0, "sec"), "a message crosses wss://")
+                    lib.ws_free(c)
+                lib.ws_free(cc)
+            lib.ws_server_free(srv)
+        o = lib.ws_options_new()
+        check(lib.ws_options_set_tls_cert_file(o, f("server.pem").encode()) == 0, "cert set")
+        out = ffi.new("ws_server **")
+        check(lib.ws_listen(b"127.0.0.1", 0, o, out) == C.WS_ETLS, "a certificate without its key is WS_ETLS")
+        lib.ws_options_free(o)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def main():
-    for test in (test_manual_upgrade, test_close_keeps_messages_and_wakes_fileno, test_codes_and_errors):
+    for test in (test_manual_upgrade, test_close_keeps_messages_and_wakes_fileno, test_held_close,
+                 test_send_while_closing, test_tls, test_codes_and_errors):
         try:
             test()
         except Exception as e:  # report and go on: each test is independent

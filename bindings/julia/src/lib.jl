@@ -9,9 +9,11 @@
 # load time, naming it, instead of at its first call.
 #
 # `@threadcall` compiles its own @cfunction wrapper that runs on libuv's thread
-# pool; the function-pointer expression is pasted inside that wrapper, so it
-# must be a global (a local variable would turn the wrapper into a closure,
-# which @cfunction refuses). Hence the const Refs `FP_WS_OPEN`/`FP_WS_CLOSE`.
+# pool, and resolves its function expression with `cglobal`; the two blocking
+# calls go through the const Refs `FP_WS_OPEN`/`FP_WS_CLOSE`: a global pointer,
+# read on the calling thread, is valid however @threadcall places the
+# expression (never a closure over a local, which @cfunction would refuse, and
+# no Dict lookup on a libuv thread).
 #
 # tests/julia/check_ccalls.py checks every ccall of the package against
 # include/wscore.h and the library's exported symbols.
@@ -30,8 +32,8 @@ const SYMBOLS = (
     :ws_options_set_send_queue_limit, :ws_options_add_header,
     :ws_options_add_subprotocol, :ws_options_add_origin, :ws_options_set_require_origin,
     :ws_options_set_manual_upgrade, :ws_options_set_tls_ca_file, :ws_options_set_tls_ca_dir,
-    :ws_options_set_tls_cert_file, :ws_options_set_tls_key_file,
-    :ws_options_set_tls_insecure_skip_verify,
+    :ws_options_set_tls_cert_file, :ws_options_set_tls_key_file, :ws_options_set_tls_cert_pem,
+    :ws_options_set_tls_key_pem, :ws_options_set_tls_verify_client, :ws_options_set_tls_insecure_skip_verify,
     :ws_open, :ws_listen, :ws_server_port, :ws_server_fileno, :ws_accept, :ws_server_close,
     :ws_server_free, :ws_upgrade_accept, :ws_upgrade_reject,
     :ws_receive, :ws_message_data, :ws_message_size, :ws_message_type, :ws_message_free,
@@ -121,6 +123,7 @@ const WS_EAGAIN = Cint(-4)
 const WS_ECLOSED = Cint(-5)
 const WS_EHANDSHAKE = Cint(-6)
 const WS_ETLS = Cint(-7)
+const WS_ESTATE = Cint(-15)
 const WS_ECANCELED = Cint(-20)
 const WS_TEXT = Cint(1)
 const WS_BINARY = Cint(2)

@@ -17,13 +17,29 @@ echo_handler(ws) = for msg in ws
     send(ws, msg)
 end
 
-url_of(s, target="/") = "ws://127.0.0.1:$(WS.port(s))$target"
+url_of(s, target="/") = "ws://" * WS.server_addr(s) * target
 
 caught(f) = try
     f()
     nothing
 catch e
     e
+end
+
+# Each connection of the many-tasks test holds four descriptors in this process
+# (a socket and a wake-up eventfd on each side): raise the soft limit to the
+# hard one, as tests/python/conftest.py does. Returns the soft limit.
+function raise_fd_limit()
+    Sys.islinux() || return 1024
+    lim = zeros(UInt64, 2)                  # struct rlimit { rlim_t cur, max; }
+    RLIMIT_NOFILE = Cint(7)
+    ccall(:getrlimit, Cint, (Cint, Ptr{UInt64}), RLIMIT_NOFILE, lim) == 0 || return 1024
+    if lim[1] < lim[2]
+        lim[1] = lim[2]
+        ccall(:setrlimit, Cint, (Cint, Ptr{UInt64}), RLIMIT_NOFILE, lim)
+        ccall(:getrlimit, Cint, (Cint, Ptr{UInt64}), RLIMIT_NOFILE, lim)
+    end
+    return Int(min(lim[1], UInt64(1) << 30))
 end
 
 # A TCP server that answers the upgrade by hand and then behaves badly, for the
@@ -61,18 +77,19 @@ end
     server = WS.listen!(echo_handler, "127.0.0.1", 0; suppress_close_error=true)
     url = url_of(server)
     @test WS.port(server) > 0
+    @test WS.server_addr(server) == "127.0.0.1:$(WS.port(server))"   # HTTP.jl 2.x: host:port
     @test isopen(server)
 
     @testset "echo: text, binary, empty, large" begin
         WS.open(url) do ws
             for msg in ("hello", "naïve ✓ 日本", "", "x"^70_000, SubString("abcdef", 2, 4))
-                send(ws, msg)
+                @test send(ws, msg) == sizeof(msg)   # HTTP.jl 2.x: the payload bytes sent
                 got = receive(ws)
                 @test got isa String
                 @test got == msg
             end
             for msg in (UInt8[], UInt8[0, 255], rand(UInt8, 1 << 20), view(UInt8[1, 2, 3, 4], 2:3))
-                send(ws, msg)
+                @test send(ws, msg) == length(msg)
                 got = receive(ws)
                 @test got isa Vector{UInt8}
                 @test got == msg
@@ -82,15 +99,17 @@ end
 
     @testset "fragments from iterables; send_batch" begin
         WS.open(url) do ws
-            send(ws, ["frag", "men", "ted"])
+            @test send(ws, ["frag", "men", "ted"]) == 10
             @test receive(ws) == "fragmented"
             send(ws, (UInt8[1], UInt8[2, 3], UInt8[]))
             @test receive(ws) == UInt8[1, 2, 3]
-            send(ws, String[])                       # HTTP.jl: an empty iterable is an empty text message
+            @test send(ws, String[]) == 0            # HTTP.jl: an empty iterable is an empty text message
             @test receive(ws) == ""
             send(ws, ("é"[1:1], "\u00e9"))           # fragments are text as a whole
             @test receive(ws) == "éé"
-            WS.send_batch(ws, ["a", UInt8[2], "c"])
+            send(ws, (i for i in 1:3))               # other values are sent as their text
+            @test receive(ws) == "123"
+            @test WS.send_batch(ws, ["a", UInt8[2], "c"]) == 3
             @test receive(ws) == "a"
             @test receive(ws) == UInt8[2]
             @test receive(ws) == "c"
@@ -109,17 +128,19 @@ end
         @test WS.isclosed(ws_ref[])
         @test ws_ref[].ptr == C_NULL                # freed, not left to the finalizer
         @test_throws WebSocketError send(ws_ref[], "after")
+        @test_throws WebSocketError ping(ws_ref[])
     end
 
     @testset "open(url) without f; close codes both ways" begin
         ws = WS.open(url)
         @test isopen(ws)
+        @test ws.handshake_response === ws.response   # HTTP.jl 2.x's field names
+        @test WS.isupgrade(ws.response)
         ping(ws, "are you there")
         pong(ws)
         @test_throws ArgumentError ping(ws, rand(UInt8, 126))
         send(ws, "after ping")
         @test receive(ws) == "after ping"
-        @test_throws ArgumentError close(ws, WS.CloseFrameBody(1006, ""))   # never sent on the wire
         @test_throws ArgumentError close(ws, WS.CloseFrameBody(1000, "x"^124))
         close(ws, WS.CloseFrameBody(4001, "custom"))
         @test WS.isclosed(ws)
@@ -131,6 +152,16 @@ end
         @test !WS.isok(err)
         close(ws)                                   # closing twice is harmless
         @test collect(ws) == []                     # our own close: iteration ends quietly
+        @test_throws WebSocketError pong(ws)
+
+        # HTTP.jl 2.x: a code a close frame cannot carry goes out as 1002.
+        ws = WS.open(url)
+        close(ws, WS.CloseFrameBody(1006, "not sendable"))
+        e = caught(() -> receive(ws))
+        @test e isa WebSocketError && e.message.code == 1002
+        ws = WS.open(url)
+        close(ws, nothing)                          # HTTP.jl 2.x's default argument
+        @test WS.isok(caught(() -> receive(ws)))
     end
 
     @testset "server close codes reach the client; messages before the close stay readable" begin
@@ -169,6 +200,29 @@ end
         close(s)
     end
 
+    @testset "replies to our last messages arrive before the close and stay readable" begin
+        # The server's answer to our close waits until its handler has read (and
+        # answered) what we sent before it; close(ws) keeps what arrives meanwhile.
+        s = WS.listen!("127.0.0.1", 0) do ws
+            for m in ws
+                sleep(0.05)                          # a slow handler
+                send(ws, "re:" * m)
+            end
+        end
+        ws = WS.open(url_of(s))
+        send(ws, "one")
+        send(ws, "two")
+        close(ws)
+        @test WS.isclosed(ws)
+        @test isready(ws)
+        @test receive(ws) == "re:one"
+        @test receive(ws) == "re:two"
+        e = caught(() -> receive(ws))
+        @test e isa WebSocketError && e.message.code == 1000
+        @test !isready(ws)
+        close(s)
+    end
+
     @testset "a dropped connection is 1006" begin
         srv, port, task = raw_server(sock -> (raw_upgrade(sock); close(sock)))
         ws = WS.open("ws://127.0.0.1:$port/")
@@ -179,10 +233,10 @@ end
         close(srv)
     end
 
-    @testset "server sees the request; subprotocols" begin
+    @testset "server sees the request; subprotocols; query" begin
         seen = Channel{Any}(1)
         s = WS.listen!("127.0.0.1", 0; subprotocols=["chat", "superchat"]) do ws
-            put!(seen, (ws.request, WS.subprotocol(ws)))
+            put!(seen, (ws.request, ws.handshake_request, WS.subprotocol(ws)))
         end
         WS.open(url_of(s, "/room?x=1"); headers=["X-Token" => "abc"], subprotocols=["other", "superchat"]) do ws
             @test WS.subprotocol(ws) == "superchat"
@@ -190,12 +244,18 @@ end
             @test WS.header(ws.response, "sec-websocket-protocol") == "superchat"
             @test ws.request.target == "/room?x=1"
         end
-        req, sp = take!(seen)
-        # HTTP.jl's way of offering subprotocols: the header.
+        req, req2, sp = take!(seen)
+        @test req2 === req
+        # HTTP.jl 1.x's way of offering subprotocols: the header.
         WS.open(url_of(s); headers=["Sec-WebSocket-Protocol" => "nope, chat"]) do ws
             @test WS.subprotocol(ws) == "chat"
         end
         take!(seen)
+        # HTTP.jl's query keyword, percent-encoded; http:// reads as ws://.
+        WS.open(replace(url_of(s, "/q?a=1"), "ws://" => "http://"); query=["b" => "x y", "c" => "é&"]) do ws
+            @test ws.request.target == "/q?a=1&b=x%20y&c=%C3%A9%26"
+        end
+        @test take!(seen)[1].query == "a=1&b=x%20y&c=%C3%A9%26"
         @test_throws ArgumentError WS.open(url_of(s); headers=["Sec-WebSocket-Key" => "x"])
         @test sp == "superchat"
         @test req.method == "GET"
@@ -203,13 +263,59 @@ end
         @test req.path == "/room"
         @test req.query == "x=1"
         @test WS.header(req, "x-token") == "abc"
+        @test WS.header(req.headers, "X-TOKEN") == "abc"
         @test WS.header(req, "absent", "none") == "none"
+        @test WS.hasheader(req, "Upgrade", "websocket")
         @test WS.isupgrade(req)
         @test req.headers isa Vector{Pair{String,String}}
         close(s)
     end
 
-    @testset "origins and check_origin" begin
+    @testset "origins: same-origin by default, check_origin, allowlist" begin
+        # HTTP.jl 2.x's default: browsers only from the request's own host:port.
+        s = WS.listen!(echo_handler, "127.0.0.1", 0)
+        own = "http://" * WS.server_addr(s)
+        WS.open(url_of(s); headers=["Origin" => own]) do ws
+            send(ws, "same")
+            @test receive(ws) == "same"
+        end
+        for bad in ("http://evil.example", "http://127.0.0.1:1", "null")
+            err = caught(() -> WS.open(url_of(s); headers=["Origin" => bad]))
+            @test err isa WS.WSCoreError && err.name == "WS_EHANDSHAKE" && err.status == 403
+        end
+        WS.open(url_of(s)) do ws                 # no Origin: not a browser, let in
+            send(ws, "no origin")
+            @test receive(ws) == "no origin"
+        end
+        close(s)
+
+        # check_origin(request, origin), origin `nothing` when absent (HTTP.jl 2.x).
+        asked = Any[]
+        s = WS.listen!(echo_handler, "127.0.0.1", 0; subprotocols=["chat"],
+                       check_origin = (req, o) -> (push!(asked, (req.path, o)); o != "http://evil.example"))
+        err = caught(() -> WS.open(url_of(s, "/a"); headers=["Origin" => "http://evil.example"]))
+        @test err isa WS.WSCoreError && err.status == 403
+        WS.open(url_of(s, "/b"); headers=["Origin" => "http://fine.example"], subprotocols=["chat"]) do ws
+            @test WS.subprotocol(ws) == "chat"
+            send(ws, "checked")
+            @test receive(ws) == "checked"
+        end
+        WS.open(url_of(s, "/c")) do ws
+        end
+        @test asked == [("/a", "http://evil.example"), ("/b", "http://fine.example"), ("/c", nothing)]
+        close(s)
+
+        # check_origin(request); a result that is not a Bool refuses the client.
+        s = WS.listen!(echo_handler, "127.0.0.1", 0; check_origin = req -> WS.header(req, "X-Key") == "k")
+        WS.open(url_of(s); headers=["X-Key" => "k", "Origin" => "http://anywhere.example"]) do ws
+        end
+        @test caught(() -> WS.open(url_of(s))) isa WS.WSCoreError
+        close(s)
+        s = WS.listen!(echo_handler, "127.0.0.1", 0; check_origin = req -> 1)
+        @test caught(() -> WS.open(url_of(s))).status == 403
+        close(s)
+
+        # An allowlist, checked by the C library.
         s = WS.listen!(echo_handler, "127.0.0.1", 0; origins=["http://good.example"])
         err = caught(() -> WS.open(url_of(s); headers=["Origin" => "http://evil.example"]))
         @test err isa WS.WSCoreError && err.name == "WS_EHANDSHAKE" && err.status == 403
@@ -218,32 +324,34 @@ end
             @test receive(ws) == "ok"
         end
         close(s)
-
-        asked = String[]
-        s = WS.listen!(echo_handler, "127.0.0.1", 0; subprotocols=["chat"],
-                       check_origin = o -> (push!(asked, o); o != "http://evil.example"))
-        err = caught(() -> WS.open(url_of(s); headers=["Origin" => "http://evil.example"]))
-        @test err isa WS.WSCoreError && err.status == 403
-        WS.open(url_of(s); headers=["Origin" => "http://fine.example"], subprotocols=["chat"]) do ws
-            @test WS.subprotocol(ws) == "chat"
-            send(ws, "checked")
-            @test receive(ws) == "checked"
-        end
-        @test asked == ["http://evil.example", "http://fine.example"]
-        close(s)
+        @test_throws ArgumentError WS.listen!(echo_handler, "127.0.0.1", 0; check_origin="yes")
     end
 
-    @testset "1,000 connections, one task each, on one thread" begin
-        results = Vector{String}(undef, 1000)
+    @testset "thousands of connections, one task each, all open at once on one thread" begin
+        limit = raise_fd_limit()
+        n = clamp((limit - 300) ÷ 4, 100, 2000)
+        n < 2000 && @info "descriptor limit $limit: testing $n connections at once instead of 2000"
+        results = Vector{String}(undef, n)
+        opened = Ref(0)
         threads = Set{Int}()
-        @sync for i in 1:1000
+        deadline = time() + 120
+        @sync for i in 1:n
             @async WS.open(url) do ws
                 push!(threads, Threads.threadid())
+                opened[] += 1
+                # Every connection stays open, its task waiting, until all are:
+                # n receives then wait together in the scheduler.
+                while opened[] < n && time() < deadline
+                    sleep(0.01)
+                end
+                t = @async receive(ws)
+                yield()
                 send(ws, "m$i")
-                results[i] = receive(ws)
+                results[i] = fetch(t)
             end
         end
-        @test results == ["m$i" for i in 1:1000]
+        @test opened[] == n
+        @test results == ["m$i" for i in 1:n]
         @test length(threads) == 1               # @async tasks share this thread: nothing parked it
     end
 
@@ -330,21 +438,25 @@ end
         end
         close(small)
 
-        idle = WS.listen!(echo_handler, "127.0.0.1", 0; readtimeout=0.3)
-        WS.open(url_of(idle)) do ws
-            t0 = time()
-            e = caught(() -> receive(ws))
-            @test e isa WebSocketError && e.message.code == 1001
-            @test 0.2 < time() - t0 < 5
+        for kw in ((; readtimeout=0.3), (; read_idle_timeout=0.3))   # HTTP.jl 1.x and 2.x names
+            idle = WS.listen!(echo_handler, "127.0.0.1", 0; kw...)
+            WS.open(url_of(idle)) do ws
+                t0 = time()
+                e = caught(() -> receive(ws))
+                @test e isa WebSocketError && e.message.code == 1001
+                @test 0.2 < time() - t0 < 5
+            end
+            close(idle)
         end
-        close(idle)
 
         # A peer that accepts TCP but never answers the upgrade.
         srv, port, _ = raw_server(sock -> sleep(10))
-        t0 = time()
-        e = caught(() -> WS.open("ws://127.0.0.1:$port/"; connect_timeout=0.3))
-        @test e isa WS.WSCoreError && e.name == "WS_ETIMEDOUT"
-        @test time() - t0 < 5
+        for kw in ((; connect_timeout=0.3), (; request_timeout=0.3), (; connect_timeout=30, request_timeout=0.3))
+            t0 = time()
+            e = caught(() -> WS.open("ws://127.0.0.1:$port/"; kw...))
+            @test e isa WS.WSCoreError && e.name == "WS_ETIMEDOUT"
+            @test time() - t0 < 5
+        end
         close(srv)
 
         @test_throws ArgumentError WS.open(url; connect_timeout=-1)
@@ -359,11 +471,43 @@ end
         e = caught(() -> WS.open("ws://127.0.0.1:$port/"))
         @test e isa WS.WSCoreError && e.name == "WS_ECONNREFUSED"
         @test occursin("refused", sprint(showerror, e))
-        @test_throws ArgumentError WS.open("http://127.0.0.1:$port/")
+        @test_throws ArgumentError WS.open("ftp://127.0.0.1:$port/")
         e = caught(() -> WS.open("ws://"))
         @test e isa WS.WSCoreError && e.name == "WS_EURL"
         @test_throws ArgumentError WS.open("ws://127.0.0.1:$port/\0")
         @test_throws ArgumentError WS.listen!(echo_handler, "127.0.0.1", 70000)
+    end
+
+    @testset "wss://" begin
+        script = joinpath(@__DIR__, "..", "..", "..", "tests", "tls", "make_certs.sh")
+        if Sys.which("openssl") === nothing || !isfile(script)
+            @test_skip "wss:// needs openssl and tests/tls/make_certs.sh"
+        else
+            dir = mktempdir()
+            run(`sh $script $dir`)
+            pem(name) = joinpath(dir, name)
+            for tls in ((; tls_config=(certfile=pem("server.pem"), keyfile=pem("server.key"))),
+                        (; certfile=pem("server.pem"), keyfile=pem("server.key")),
+                        (; cert_pem=read(pem("server.pem"), String), key_pem=read(pem("server.key"), String)))
+                s = WS.listen!(echo_handler, "127.0.0.1", 0; tls...)
+                wss = "wss://" * WS.server_addr(s) * "/"
+                WS.open(wss; cafile=pem("ca.pem")) do ws
+                    send(ws, "secret")
+                    @test receive(ws) == "secret"
+                end
+                e = caught(() -> WS.open(wss))        # the test CA is not in the system store
+                @test e isa WS.WSCoreError && e.name == "WS_ETLS"
+                WS.open(wss; require_ssl_verification=false) do ws
+                    send(ws, UInt8[1, 2])
+                    @test receive(ws) == UInt8[1, 2]
+                end
+                close(s)
+            end
+            @test_throws ArgumentError WS.listen!(echo_handler, "127.0.0.1", 0; tls_config=:config_object)
+            @test_throws ArgumentError WS.listen!(echo_handler, "127.0.0.1", 0; tls_config=(certfil="x",))
+            e = caught(() -> WS.listen!(echo_handler, "127.0.0.1", 0; certfile=pem("server.pem")))
+            @test e isa WS.WSCoreError && e.name == "WS_ETLS"   # a certificate without its key
+        end
     end
 
     @testset "WebSockets.jl habits" begin
@@ -379,12 +523,20 @@ end
         end
     end
 
-    @testset "blocking listen ends when interrupted" begin
+    @testset "listen: blocking, listenany, serve!" begin
         t = @async WS.listen(echo_handler, "127.0.0.1", 0)
         sleep(0.2)
         @test !istaskdone(t)
         schedule(t, InterruptException(); error=true)
         @test_throws TaskFailedException wait(t)
+
+        s = WS.serve!(echo_handler, "127.0.0.1", 1; listenany=true)   # port ignored: a free one
+        @test WS.port(s) != 1 && WS.port(s) > 0
+        WS.open(url_of(s)) do ws
+            send(ws, "any")
+            @test receive(ws) == "any"
+        end
+        close(s)
     end
 
     @testset "server close: clients see 1001, handlers finish" begin
@@ -405,6 +557,7 @@ end
             @test e isa WebSocketError && WS.isok(e)
             close(c)
         end
+        close(s)                                  # closing twice is harmless
 
         s = WS.listen!(echo_handler, "127.0.0.1", 0)
         c = WS.open(url_of(s))

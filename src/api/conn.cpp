@@ -34,6 +34,7 @@ void on_handle_closed(uv_handle_t* h);
 void close_transport(ws_conn* c, int code_if_unset, const char* why);
 void flush(ws_conn* c);
 void enqueue(ws_conn* c, wscore::api::Cmd&& cmd);
+void flush_unless_batching(ws_conn* c);
 void feed(ws_conn* c, uint8_t* data, size_t len);
 
 void set_detail(ws_conn* c, const std::string& d) {
@@ -41,16 +42,23 @@ void set_detail(ws_conn* c, const std::string& d) {
   c->error_detail = d;
 }
 
-ws_message* make_message(int type, const uint8_t* data, size_t len) {
+// A message of its own: `owned` (malloc'd, NUL after len bytes) is taken
+// over as it is; without it the payload is copied.
+ws_message* make_message(int type, const uint8_t* data, size_t len, uint8_t* owned = nullptr) {
   ws_message* m = static_cast<ws_message*>(std::malloc(sizeof(ws_message)));
-  if (!m) return nullptr;
-  m->data = static_cast<uint8_t*>(std::malloc(len + 1));
+  if (!m) {
+    std::free(owned);
+    return nullptr;
+  }
+  m->data = owned ? owned : static_cast<uint8_t*>(std::malloc(len + 1));
   if (!m->data) {
     std::free(m);
     return nullptr;
   }
-  if (len) std::memcpy(m->data, data, len);
-  m->data[len] = 0;
+  if (!owned) {
+    if (len) std::memcpy(m->data, data, len);
+    m->data[len] = 0;
+  }
   m->size = len;
   m->type = type;
   return m;
@@ -113,22 +121,28 @@ void on_write(uv_write_t* req, int status) {
   api::conn_release(c);
 }
 
-// Writes socket bytes in order with everything written before.
-void write_wire(ws_conn* c, const uint8_t* data, size_t len) {
+// Writes socket bytes (the pieces in order) in order with everything written
+// before: at once if the socket takes them, and what it does not take is
+// copied and queued.
+void write_wire(ws_conn* c, const uint8_t* const* data, const size_t* lens, int pieces) {
+  size_t len = 0;
+  for (int i = 0; i < pieces; i++) len += lens[i];
   if (len == 0 || c->transport_closing) return;
+  size_t done = 0;  // bytes the socket took
   if (c->writes_pending == 0) {
-    uv_buf_t b = uv_buf_init(reinterpret_cast<char*>(const_cast<uint8_t*>(data)),
-                             static_cast<unsigned>(len));
-    int n = uv_try_write(reinterpret_cast<uv_stream_t*>(&c->tcp), &b, 1);
+    uv_buf_t b[2];
+    for (int i = 0; i < pieces; i++)
+      b[i] = uv_buf_init(reinterpret_cast<char*>(const_cast<uint8_t*>(data[i])), static_cast<unsigned>(lens[i]));
+    int n = uv_try_write(reinterpret_cast<uv_stream_t*>(&c->tcp), b, static_cast<unsigned>(pieces));
     if (n > 0) {
-      data += n;
-      len -= static_cast<size_t>(n);
+      done = static_cast<size_t>(n);
     } else if (n != UV_EAGAIN && n < 0) {
       close_transport(c, WS_CLOSE_ABNORMAL, uv_strerror(n));
       return;
     }
-    if (len == 0) return;
+    if (done == len) return;
   }
+  len -= done;
   WriteReq* w = static_cast<WriteReq*>(std::malloc(sizeof(WriteReq) + len));
   if (!w) {
     close_transport(c, WS_CLOSE_ABNORMAL, "out of memory");
@@ -136,7 +150,12 @@ void write_wire(ws_conn* c, const uint8_t* data, size_t len) {
   }
   w->conn = c;
   w->size = len;
-  std::memcpy(w->data, data, len);
+  for (int i = 0, at = 0; i < pieces; i++) {  // the pieces' unwritten tails
+    size_t skip = std::min(done, lens[i]);
+    done -= skip;
+    std::memcpy(w->data + at, data[i] + skip, lens[i] - skip);
+    at += static_cast<int>(lens[i] - skip);
+  }
   uv_buf_t b = uv_buf_init(w->data, static_cast<unsigned>(len));
   api::conn_retain(c);
   c->writes_pending++;
@@ -150,6 +169,8 @@ void write_wire(ws_conn* c, const uint8_t* data, size_t len) {
     close_transport(c, WS_CLOSE_ABNORMAL, uv_strerror(rc));
   }
 }
+
+void write_wire(ws_conn* c, const uint8_t* data, size_t len) { write_wire(c, &data, &len, 1); }
 
 // Hands whatever TLS has for the socket (records, handshake messages,
 // alerts, close_notify) to the socket.
@@ -487,12 +508,12 @@ void client_handshake_data(ws_conn* c) {
 
 // ---- reading ----
 
-void deliver(ws_conn* c, int type, const uint8_t* data, size_t len) {
+void deliver(ws_conn* c, int type, const uint8_t* data, size_t len, uint8_t* owned = nullptr) {
   if (c->opts->callback_mode) {
     if (c->opts->cbs.on_message) c->opts->cbs.on_message(c, type, data, len, c->opts->cb_user);
     return;
   }
-  ws_message* m = make_message(type, data, len);
+  ws_message* m = make_message(type, data, len, owned);
   if (!m) {
     close_transport(c, WS_CLOSE_ABNORMAL, "out of memory");
     return;
@@ -508,6 +529,9 @@ void deliver(ws_conn* c, int type, const uint8_t* data, size_t len) {
 
 void feed(ws_conn* c, uint8_t* data, size_t len) {
   c->last_rx = Clock::now();
+  // Replies sent from on_message go out together, in one write after the
+  // whole read is parsed, rather than one write per message (submit()).
+  c->in_feed = true;
   size_t pos = 0;
   while (pos < len && !c->transport_closing) {
     proto::Event ev;
@@ -516,7 +540,9 @@ void feed(ws_conn* c, uint8_t* data, size_t len) {
       case proto::EventType::none:
         break;
       case proto::EventType::message:
-        deliver(c, ev.is_text ? WS_TEXT : WS_BINARY, ev.data, ev.size);
+        // Pull mode: a big joined message changes hands without a copy.
+        deliver(c, ev.is_text ? WS_TEXT : WS_BINARY, ev.data, ev.size,
+                c->opts->callback_mode ? nullptr : c->session->take_message(ev));
         break;
       case proto::EventType::ping:
         if (c->opts->deliver_control) deliver(c, WS_PING, ev.data, ev.size);
@@ -576,6 +602,7 @@ void feed(ws_conn* c, uint8_t* data, size_t len) {
     }
     if (c->session->state() == proto::State::closed) break;
   }
+  c->in_feed = false;
   flush(c);
 }
 
@@ -793,6 +820,26 @@ void abort_open(ws_conn* c, int err, const char* why) { finish_open_error(c, err
 
 // ---- commands from caller threads ----
 
+// A data frame into the session's output (the API layer validated the text).
+// A payload this large goes from the caller's buffer to the socket, behind
+// the output and its header, instead of being copied into the output first.
+constexpr size_t kWriteByReference = 64u << 10;
+
+proto::SendResult frame_data(ws_conn* c, bool fragment, int type, bool fin, const uint8_t* p, size_t n) {
+  proto::Opcode op = type == WS_TEXT ? proto::Opcode::text : proto::Opcode::binary;
+  if (fragment) return c->session->send_fragment(op, p, n, fin, proto::Utf8Checked::yes);
+  if (n >= kWriteByReference && c->is_server && !c->tls_engine) {
+    proto::SendResult r = c->session->send_message_by_reference(op, p, n, proto::Utf8Checked::yes);
+    if (r != proto::SendResult::ok) return r;
+    const uint8_t* pieces[2] = {c->session->output_data(), p};
+    size_t lens[2] = {c->session->output_size(), n};
+    write_wire(c, pieces, lens, 2);
+    c->session->consume_output(lens[0]);
+    return r;
+  }
+  return c->session->send_message(op, p, n, proto::Utf8Checked::yes);
+}
+
 void apply(ws_conn* c, Cmd& cmd) {
   if (cmd.kind == Cmd::upgrade_accept) {
     if (c->phase == Phase::pending_upgrade) {
@@ -811,10 +858,9 @@ void apply(ws_conn* c, Cmd& cmd) {
   }
   if (!c->session || c->transport_closing) return;
   const auto* p = reinterpret_cast<const uint8_t*>(cmd.data.data());
-  proto::Opcode op = cmd.type == WS_TEXT ? proto::Opcode::text : proto::Opcode::binary;
   switch (cmd.kind) {
-    case Cmd::message: c->session->send_message(op, p, cmd.data.size()); break;
-    case Cmd::fragment: c->session->send_fragment(op, p, cmd.data.size(), cmd.fin); break;
+    case Cmd::message:
+    case Cmd::fragment: frame_data(c, cmd.kind == Cmd::fragment, cmd.type, cmd.fin, p, cmd.data.size()); break;
     case Cmd::ping: c->session->send_ping(p, cmd.data.size()); break;
     case Cmd::pong: c->session->send_pong(p, cmd.data.size()); break;
     case Cmd::close:
@@ -845,13 +891,21 @@ void process_cmds(ws_conn* c) {
 }
 
 // Runs cmd now on the loop thread, or queues it for the loop.
+// Output batched in feed() is written once it reaches this much, whatever
+// the callbacks still send (and backpressure then sees it as wire bytes).
+constexpr size_t kFeedBatchLimit = 256u << 10;
+
+void flush_unless_batching(ws_conn* c) {
+  if (!c->in_feed || !c->session || c->session->output_size() >= kFeedBatchLimit) flush(c);
+}
+
 void submit(ws_conn* c, Cmd&& cmd) {
   if (c->loop->on_loop_thread()) {
     size_t n = cmd.kind <= Cmd::pong ? cmd.data.size() : 0;
     c->pending_bytes += n;
     apply(c, cmd);
     c->pending_bytes -= n;
-    flush(c);
+    flush_unless_batching(c);
     return;
   }
   enqueue(c, std::move(cmd));
@@ -923,6 +977,15 @@ int send_data(ws_conn* c, const void* data, size_t len, int type, bool fragment,
   if (fragment) {
     c->tx_utf8 = v;
     c->tx_frag_type = fin ? 0 : type;
+  }
+  if (c->loop->on_loop_thread()) {
+    // A callback's send: straight into the session, no command, no copy but
+    // the frame's (and no write until feed() is done, see submit()).
+    if (!c->session || c->transport_closing) return WS_ECLOSED;
+    // Refused only when the library's own close went first (a protocol error's).
+    if (frame_data(c, fragment, type, fragment ? fin != 0 : true, p, len) != proto::SendResult::ok) return WS_ESTATE;
+    flush_unless_batching(c);
+    return WS_OK;
   }
   Cmd cmd{fragment ? Cmd::fragment : Cmd::message};
   cmd.type = static_cast<uint8_t>(type);

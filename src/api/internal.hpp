@@ -119,6 +119,7 @@ struct ws_conn {
   bool tcp_inited = false;       // each initialised handle holds a reference until closed
   bool timer_inited = false;
   bool transport_closing = false;
+  bool in_feed = false;            // feed() is delivering: sends from its callbacks batch up
   std::unique_ptr<wscore::proto::Session> session;
   // wss: the transport filter between the socket and everything above it
   // (plaintext in and out; the HTTP upgrade and the frames ride inside).

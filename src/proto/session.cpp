@@ -20,9 +20,9 @@ constexpr size_t kMaxCloseReason = kMaxControlPayload - 2;
 // otherwise idle connection (thousands of them per process).
 constexpr size_t kRetainedCapacity = 1u << 20;
 
-void trim(std::vector<uint8_t>& v) {
-  if (v.capacity() > kRetainedCapacity) std::vector<uint8_t>().swap(v);
-}
+// A data frame's announced length is reserved up front (no regrowth while it
+// arrives), but a peer's claim alone reserves at most this much.
+constexpr size_t kUpfrontReserve = 4u << 20;
 
 }  // namespace
 
@@ -32,28 +32,31 @@ void Session::consume_output(size_t n) {
   out_pos_ += std::min(n, out_.size() - out_pos_);
   if (out_pos_ == out_.size()) {
     out_.clear();
-    trim(out_);
+    out_.release_if_above(kRetainedCapacity);
     out_pos_ = 0;
   } else if (out_pos_ >= 65536 && out_pos_ * 2 >= out_.size()) {
-    out_.erase(out_.begin(), out_.begin() + static_cast<ptrdiff_t>(out_pos_));
+    out_.erase_front(out_pos_);
     out_pos_ = 0;
   }
 }
 
-void Session::append_frame(Opcode op, bool fin, const uint8_t* data, size_t len) {
+void Session::append_frame(Opcode op, bool fin, const uint8_t* data, size_t len, bool header_only) {
   uint8_t hdr[kMaxHeaderSize];
   uint8_t key[4];
   const bool masked = cfg_.role == Role::client;
   if (masked) masks_.next(key);
   size_t hlen = encode_header(hdr, op, fin, len, masked ? key : nullptr);
-  size_t at = out_.size();
-  out_.resize(at + hlen + len);
-  std::memcpy(out_.data() + at, hdr, hlen);
+  if (header_only) {
+    out_.append(hdr, hlen);
+    return;
+  }
+  uint8_t* at = out_.extend(hlen + len);
+  std::memcpy(at, hdr, hlen);
   if (len == 0) return;
   if (masked)
-    mask_copy(out_.data() + at + hlen, data, len, key);
+    mask_copy(at + hlen, data, len, key);
   else
-    std::memcpy(out_.data() + at + hlen, data, len);
+    std::memcpy(at + hlen, data, len);
 }
 
 Event Session::fail_connection(uint16_t code, const char* why) {
@@ -105,7 +108,7 @@ size_t Session::receive(uint8_t* data, size_t len, Event& ev) {
         }
         rx_msg_op_ = h.opcode;
         msg_.clear();
-        trim(msg_);
+        msg_.release_if_above(kRetainedCapacity);
         msg_size_ = 0;
         rx_utf8_.reset();
       }
@@ -115,6 +118,9 @@ size_t Session::receive(uint8_t* data, size_t len, Event& ev) {
           return len;
         }
         msg_size_ += h.length;
+        // Unless it all lies in the caller's buffer (zero copy below).
+        if (len - pos < h.length || !h.fin || h.opcode == Opcode::continuation)
+          msg_.reserve(static_cast<size_t>(std::min<uint64_t>(msg_size_, msg_.size() + kUpfrontReserve)));
       }
       remaining_ = h.length;
       mask_off_ = 0;
@@ -167,7 +173,7 @@ size_t Session::receive(uint8_t* data, size_t len, Event& ev) {
           ev = fail_connection(1007, "text message is not valid UTF-8");
           return len;
         }
-        msg_.insert(msg_.end(), p, p + n);
+        msg_.append(p, n);
       }
       pos += n;
       remaining_ -= n;
@@ -272,6 +278,14 @@ void Session::append_close_reply() {
   should_close_ = true;
 }
 
+uint8_t* Session::take_message(const Event& ev) {
+  if (ev.type != EventType::message || ev.data != msg_.data() || msg_.size() != ev.size) return nullptr;
+  // A small message in a big retained block is copied instead: the block
+  // would follow the message into the application.
+  if (ev.size < 4096 || ev.size < msg_.capacity() / 2) return nullptr;
+  return msg_.take_with_nul();
+}
+
 void Session::commit_close() {
   if (reply_pending_) {
     append_close_reply();
@@ -289,16 +303,28 @@ void Session::commit_close() {
 
 // ---- send side ----
 
-SendResult Session::send_message(Opcode op, const uint8_t* data, size_t len) {
+SendResult Session::check_message(Opcode op, const uint8_t* data, size_t len, Utf8Checked checked) const {
   if (op != Opcode::text && op != Opcode::binary) return SendResult::bad_state;
   if (close_sent_) return SendResult::bad_state;
   if (tx_msg_op_ != Opcode::continuation) return SendResult::bad_state;
-  if (op == Opcode::text && !utf8_valid(data, len)) return SendResult::bad_utf8;
-  append_frame(op, true, data, len);
+  if (op == Opcode::text && checked == Utf8Checked::no && !utf8_valid(data, len)) return SendResult::bad_utf8;
   return SendResult::ok;
 }
 
-SendResult Session::send_fragment(Opcode op, const uint8_t* data, size_t len, bool fin) {
+SendResult Session::send_message(Opcode op, const uint8_t* data, size_t len, Utf8Checked checked) {
+  SendResult r = check_message(op, data, len, checked);
+  if (r == SendResult::ok) append_frame(op, true, data, len);
+  return r;
+}
+
+SendResult Session::send_message_by_reference(Opcode op, const uint8_t* data, size_t len, Utf8Checked checked) {
+  if (cfg_.role != Role::server) return SendResult::bad_state;
+  SendResult r = check_message(op, data, len, checked);
+  if (r == SendResult::ok) append_frame(op, true, data, len, true);
+  return r;
+}
+
+SendResult Session::send_fragment(Opcode op, const uint8_t* data, size_t len, bool fin, Utf8Checked checked) {
   if (op != Opcode::text && op != Opcode::binary) return SendResult::bad_state;
   if (close_sent_) return SendResult::bad_state;
   Opcode wire = op;
@@ -309,7 +335,7 @@ SendResult Session::send_fragment(Opcode op, const uint8_t* data, size_t len, bo
     if (op != tx_msg_op_) return SendResult::bad_state;
     wire = Opcode::continuation;
   }
-  if (op == Opcode::text) {
+  if (op == Opcode::text && checked == Utf8Checked::no) {
     if (v.feed(data, len) != Utf8Validator::npos) return SendResult::bad_utf8;
     if (fin && !v.complete()) return SendResult::bad_utf8;
   }

@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "proto/buffer.hpp"
 #include "proto/frame.hpp"
 #include "proto/utf8.hpp"
 
@@ -48,6 +49,9 @@ struct Event {
 
 enum class State : uint8_t { open, closing, closed };
 
+// Whether the caller validated a text payload already (then it is not checked twice).
+enum class Utf8Checked : bool { no, yes };
+
 // Send-side results (mapped to WS_E* by the API layer).
 enum class SendResult : uint8_t {
   ok,
@@ -80,10 +84,18 @@ class Session {
 
   // ---- send side: each call appends encoded frames to the output buffer ----
   // A whole message (opcode text or binary).
-  SendResult send_message(Opcode op, const uint8_t* data, size_t len);
+  // Text is validated unless the caller says it did that (Utf8Checked::yes).
+  SendResult send_message(Opcode op, const uint8_t* data, size_t len, Utf8Checked checked = Utf8Checked::no);
+  // Role::server only (its frames are not masked): like send_message, but only
+  // the frame header goes to the output; the caller writes `data` itself right
+  // after all of the output, before anything is sent again. Spares a copy of
+  // a large payload. bad_state for a client session.
+  SendResult send_message_by_reference(Opcode op, const uint8_t* data, size_t len,
+                                       Utf8Checked checked = Utf8Checked::no);
   // One fragment; op is text/binary for every fragment of a message (the session
   // emits continuation opcodes itself). fin ends the message.
-  SendResult send_fragment(Opcode op, const uint8_t* data, size_t len, bool fin);
+  SendResult send_fragment(Opcode op, const uint8_t* data, size_t len, bool fin,
+                           Utf8Checked checked = Utf8Checked::no);
   SendResult send_ping(const uint8_t* data, size_t len);
   SendResult send_pong(const uint8_t* data, size_t len);
   // code 0: a close frame without payload. Moves open -> closing (or, when the
@@ -114,20 +126,26 @@ class Session {
   uint16_t pending_close() const { return pending_failure_ ? pending_failure_ : reply_pending_ ? peer_code_ : 0; }
   // Sends the held-back close frame (the failure's, or the answer to the peer's).
   void commit_close();
+  // The block of the message event just returned, when it was assembled in
+  // the session's buffer (ev.data == its start) and fills most of it: the
+  // caller owns it (free() it; a NUL byte follows the payload), and the
+  // session starts a fresh buffer. nullptr otherwise: copy ev.data then.
+  uint8_t* take_message(const Event& ev);
   // Role::client only: mask keys come from a CSPRNG (OpenSSL RAND_bytes, buffered).
 
  private:
   Event fail_connection(uint16_t code, const char* why);
+  SendResult check_message(Opcode op, const uint8_t* data, size_t len, Utf8Checked checked) const;
   bool frame_end(Event& ev);
   void handle_control(Event& ev);
-  void append_frame(Opcode op, bool fin, const uint8_t* data, size_t len);
+  void append_frame(Opcode op, bool fin, const uint8_t* data, size_t len, bool header_only = false);
 
   SessionConfig cfg_;
   State state_ = State::open;
   bool close_sent_ = false;
   bool close_received_ = false;
   bool should_close_ = false;
-  std::vector<uint8_t> out_;
+  Buffer out_;
   size_t out_pos_ = 0;
 
   // Receive side.
@@ -135,7 +153,7 @@ class Session {
   bool in_payload_ = false;     // header parsed, payload bytes pending
   uint64_t remaining_ = 0;      // payload bytes of the current frame still to come
   size_t mask_off_ = 0;         // key offset for the next payload byte
-  std::vector<uint8_t> msg_;    // assembly buffer for fragmented/partial messages
+  Buffer msg_;                  // assembly buffer for fragmented/partial messages
   uint64_t msg_size_ = 0;       // bytes of the current message so far
   Utf8Validator rx_utf8_;
   Opcode rx_msg_op_ = Opcode::continuation;  // text/binary while a message is in progress

@@ -126,6 +126,70 @@ static void test_zero_copy(void**) {
   assert_ptr_equal(ev.data, in.data() + 6);  // unmasked in place, in the caller's buffer
 }
 
+// A joined message can change hands: big ones go to the caller with their
+// block (NUL-terminated), small ones and zero-copy ones are not given away.
+static void test_take_message(void**) {
+  SessionConfig c;
+  c.role = Role::server;
+  Session s(c);
+  std::string big(100000, 'y');
+  Bytes in = cat({frame(0x01, big.substr(0, 60000)), frame(0x80, big.substr(60000))});
+  Event ev;
+  size_t off = 0;
+  while (off < in.size() && ev.type == EventType::none) off += s.receive(in.data() + off, in.size() - off, ev);
+  assert_int_equal(ev.type, EventType::message);
+  assert_int_equal(ev.size, big.size());
+  uint8_t* owned = s.take_message(ev);
+  assert_non_null(owned);
+  assert_memory_equal(owned, big.data(), big.size());
+  assert_int_equal(owned[big.size()], 0);
+  std::free(owned);
+  assert_null(s.take_message(ev));  // once only
+  // The session goes on with a fresh buffer.
+  Bytes again = cat({frame(0x02, "sm"), frame(0x80, "all")});
+  auto evs = run(s, again, 1);
+  assert_int_equal(evs.size(), 1);
+  assert_string_equal(evs[0].data.c_str(), "small");
+  // A small message is copied by the caller, not taken.
+  Bytes small = cat({frame(0x02, "sm"), frame(0x80, "all")});
+  Event ev2;
+  off = 0;
+  while (off < small.size() && ev2.type == EventType::none) off += s.receive(small.data() + off, small.size() - off, ev2);
+  assert_int_equal(ev2.type, EventType::message);
+  assert_null(s.take_message(ev2));
+  // So is a zero-copy one (it lies in the caller's buffer).
+  Bytes whole = frame(0x82, std::string(8000, 'z'));
+  Event ev3;
+  s.receive(whole.data(), whole.size(), ev3);
+  assert_int_equal(ev3.type, EventType::message);
+  assert_null(s.take_message(ev3));
+}
+
+// send_message_by_reference: only the header goes to the output (the caller
+// writes the payload after it); servers only, same checks as send_message.
+static void test_send_by_reference(void**) {
+  SessionConfig c;
+  c.role = Role::server;
+  Session s(c);
+  std::string payload(70000, 'p');
+  const auto* p = reinterpret_cast<const uint8_t*>(payload.data());
+  assert_int_equal(s.send_message_by_reference(Opcode::binary, p, payload.size()), SendResult::ok);
+  const Bytes hdr = {0x82, 127, 0, 0, 0, 0, 0, 0x01, 0x11, 0x70};
+  assert_int_equal(s.output_size(), hdr.size());
+  assert_memory_equal(s.output_data(), hdr.data(), hdr.size());
+  s.consume_output(s.output_size());
+  const uint8_t bad[] = {0xff};
+  assert_int_equal(s.send_message_by_reference(Opcode::text, bad, 1), SendResult::bad_utf8);
+  assert_int_equal(s.send_message_by_reference(Opcode::text, bad, 1, Utf8Checked::yes), SendResult::ok);
+  assert_int_equal(s.send_fragment(Opcode::text, reinterpret_cast<const uint8_t*>("a"), 1, false), SendResult::ok);
+  assert_int_equal(s.send_message_by_reference(Opcode::binary, p, 10), SendResult::bad_state);  // mid-message
+  SessionConfig cc;
+  cc.role = Role::client;
+  Session client(cc);
+  assert_int_equal(client.send_message_by_reference(Opcode::binary, p, 10), SendResult::bad_state);
+  assert_int_equal(client.output_size(), 0);
+}
+
 static void test_fragments_with_interleaved_ping(void**) {
   Bytes in = cat({frame(0x01, "fra"), frame(0x89, "ping!"), frame(0x00, "gmen"), frame(0x8A, ""),
                   frame(0x80, "ted"), frame(0x82, std::string(300, 'x'))});
@@ -646,6 +710,8 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_rfc_examples),
       cmocka_unit_test(test_zero_copy),
+      cmocka_unit_test(test_take_message),
+      cmocka_unit_test(test_send_by_reference),
       cmocka_unit_test(test_fragments_with_interleaved_ping),
       cmocka_unit_test(test_auto_pong_bytes),
       cmocka_unit_test(test_protocol_errors),

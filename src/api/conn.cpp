@@ -426,6 +426,7 @@ void server_handshake_data(ws_conn* c) {
   c->hs_in.shrink_to_fit();
   proto::UpgradeCheck chk = proto::check_upgrade(req);
   c->request = std::move(req);
+  c->request.headers.shrink_to_fit();  // kept for the connection's life (ws_request_header)
   if (!chk.ok) {
     send_error_and_close(c, chk.error_status, chk.error + "\n");
     return;
@@ -466,6 +467,7 @@ void server_accept_upgrade(ws_conn* c, const std::string& subprotocol, std::stri
   extra.insert(extra.end(), c->upgrade_headers.begin(), c->upgrade_headers.end());
   c->subprotocol = subprotocol;
   std::string resp = proto::build_response_101(c->hs_key, subprotocol, "", extra);
+  std::string().swap(c->hs_key);  // answered: an idle connection keeps no copy
   write_bytes(c, reinterpret_cast<const uint8_t*>(resp.data()), resp.size());
   if (c->transport_closing) return;
   bool manual = c->phase == Phase::pending_upgrade;
@@ -520,7 +522,7 @@ void deliver(ws_conn* c, int type, const uint8_t* data, size_t len, uint8_t* own
   }
   {
     std::lock_guard<std::mutex> g(c->mu);
-    c->inbox.push_back(m);
+    c->inbox.push(m);
     c->app_caught_up = false;
     c->update_fd_locked();
   }
@@ -1040,7 +1042,7 @@ void conn_retain(ws_conn* c) { c->refs.fetch_add(1, std::memory_order_relaxed); 
 
 void conn_release(ws_conn* c) {
   if (c->refs.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
-  for (ws_message* m : c->inbox) ws_message_free(m);
+  while (ws_message* m = c->inbox.pop()) ws_message_free(m);
   if (c->efd >= 0) close(c->efd);
   if (c->addrs) uv_freeaddrinfo(c->addrs);
   ws_server* s = c->server;
@@ -1246,8 +1248,7 @@ WS_EXTERN int ws_receive(ws_conn* c, ws_message** out, int timeout_ms) {
   std::unique_lock<std::mutex> lk(c->mu);
   for (;;) {
     if (!c->inbox.empty()) {
-      *out = c->inbox.front();
-      c->inbox.pop_front();
+      *out = c->inbox.pop();
       c->update_fd_locked();
       return WS_OK;
     }
@@ -1424,8 +1425,8 @@ static const char* header_lookup(const ws_conn* c, const proto::Headers& h, cons
   if (n <= 1) return first;
   ws_conn* m = const_cast<ws_conn*>(c);
   std::lock_guard<std::mutex> g(m->mu);
-  m->joined_headers.push_back(std::move(joined));
-  return m->joined_headers.back().c_str();
+  m->joined_headers.push_front(std::move(joined));
+  return m->joined_headers.front().c_str();
 }
 
 WS_EXTERN const char* ws_request_header(const ws_conn* c, const char* name) {

@@ -10,6 +10,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <forward_list>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -53,7 +54,35 @@ struct ws_message {
   int type;
   size_t size;
   uint8_t* data;  // malloc'ed, size + 1 bytes, NUL-terminated
+  ws_message* next = nullptr;  // in a connection's inbox
 };
+
+namespace wscore::api {
+// A connection's received messages in order: an intrusive list, so an idle
+// connection carries two pointers rather than a deque's first block.
+class Inbox {
+ public:
+  bool empty() const { return !head_; }
+  void push(ws_message* m) {
+    m->next = nullptr;
+    (head_ ? tail_->next : head_) = m;
+    tail_ = m;
+  }
+  ws_message* pop() {
+    ws_message* m = head_;
+    if (m) {
+      head_ = m->next;
+      m->next = nullptr;
+      if (!head_) tail_ = nullptr;
+    }
+    return m;
+  }
+
+ private:
+  ws_message* head_ = nullptr;
+  ws_message* tail_ = nullptr;
+};
+}  // namespace wscore::api
 
 namespace wscore::api {
 
@@ -142,7 +171,7 @@ struct ws_conn {
   std::mutex mu;
   std::condition_variable cv;
   std::atomic<int> state{WS_STATE_CONNECTING};
-  std::deque<ws_message*> inbox;
+  wscore::api::Inbox inbox;
   int efd = -1;
   bool efd_signaled = false;
   std::atomic<bool> closed{false};  // transport closed: nothing more will arrive (written under mu)
@@ -177,7 +206,7 @@ struct ws_conn {
   bool tls = false;
   std::atomic<void*> user_data{nullptr};
   std::string detail_copy;  // returned by ws_error_detail
-  std::deque<std::string> joined_headers;  // values of repeated headers, joined (stable addresses)
+  std::forward_list<std::string> joined_headers;  // values of repeated headers, joined (stable addresses)
 
   void update_fd_locked();
 };

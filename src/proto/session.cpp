@@ -26,7 +26,9 @@ constexpr size_t kUpfrontReserve = 4u << 20;
 
 }  // namespace
 
-Session::Session(const SessionConfig& cfg) : cfg_(cfg), dec_(cfg.role) {}
+Session::Session(const SessionConfig& cfg) : cfg_(cfg), dec_(cfg.role) {
+  if (cfg.role == Role::client) masks_ = std::make_unique<MaskSource>();
+}
 
 void Session::consume_output(size_t n) {
   out_pos_ += std::min(n, out_.size() - out_pos_);
@@ -44,7 +46,7 @@ void Session::append_frame(Opcode op, bool fin, const uint8_t* data, size_t len,
   uint8_t hdr[kMaxHeaderSize];
   uint8_t key[4];
   const bool masked = cfg_.role == Role::client;
-  if (masked) masks_.next(key);
+  if (masked) masks_->next(key);
   size_t hlen = encode_header(hdr, op, fin, len, masked ? key : nullptr);
   if (header_only) {
     out_.append(hdr, hlen);

@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -165,7 +166,7 @@ class Session {
   // Send side.
   Utf8Validator tx_utf8_;
   Opcode tx_msg_op_ = Opcode::continuation;  // text/binary while sending fragments
-  MaskSource masks_;
+  std::unique_ptr<MaskSource> masks_;  // clients only (512 bytes of buffered randomness)
 
  public:
   // Why the session failed the connection ("" when it did not).

@@ -1,5 +1,13 @@
 // src/proto/session.cpp: message assembly, control frames, the close
 // handshake and every protocol error, byte for byte, in every input split.
+// C++ headers before cmocka's: its fail() macro breaks the standard library's.
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "proto/session.hpp"
+
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -7,13 +15,6 @@
 extern "C" {
 #include <cmocka.h>
 }
-
-#include <cstring>
-#include <random>
-#include <string>
-#include <vector>
-
-#include "proto/session.hpp"
 
 using namespace wscore::proto;
 using Bytes = std::vector<uint8_t>;

@@ -31,7 +31,9 @@ using api::Phase;
 namespace {
 
 void on_handle_closed(uv_handle_t* h);
-void close_transport(ws_conn* c, int code_if_unset, const char* why);
+void on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf);
+void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf);
+void close_transport(ws_conn* c, int code_if_unset, const char* why, bool linger = false);
 void flush(ws_conn* c);
 void enqueue(ws_conn* c, wscore::api::Cmd&& cmd);
 void flush_unless_batching(ws_conn* c);
@@ -202,6 +204,11 @@ void write_bytes(ws_conn* c, const uint8_t* data, size_t len) {
 // everything is written.
 void flush(ws_conn* c) {
   if (c->transport_closing) return;
+  if (c->phase == Phase::closed && !c->session) {
+    // An HTTP error answer (send_error_and_close): close once it is written.
+    if (c->writes_pending == 0) close_transport(c, WS_CLOSE_ABNORMAL, nullptr, true);
+    return;
+  }
   if (c->session) {
     size_t n = c->session->output_size();
     if (n) {
@@ -219,7 +226,8 @@ void flush(ws_conn* c) {
         std::lock_guard<std::mutex> g(c->mu);
         code = c->close_code ? c->close_code : WS_CLOSE_ABNORMAL;
       }
-      close_transport(c, code, nullptr);
+      // We failed the connection: the peer may still be sending.
+      close_transport(c, code, nullptr, !c->session->close_received());
     }
   }
 }
@@ -245,7 +253,41 @@ void notify_closed(ws_conn* c) {
   }
 }
 
-void close_transport(ws_conn* c, int code_if_unset, const char* why) {
+// The longest a lingering close waits for the peer's FIN.
+constexpr int kLingerMs = 2000;
+
+void end_linger(ws_conn* c) {
+  c->lingering = false;
+  if (c->tcp_inited && !uv_is_closing(reinterpret_cast<uv_handle_t*>(&c->tcp)))
+    uv_close(reinterpret_cast<uv_handle_t*>(&c->tcp), on_handle_closed);
+  if (c->timer_inited && !uv_is_closing(reinterpret_cast<uv_handle_t*>(&c->timer))) {
+    uv_timer_stop(&c->timer);
+    uv_close(reinterpret_cast<uv_handle_t*>(&c->timer), on_handle_closed);
+  }
+}
+
+// We close first while the peer may still be sending (it broke the protocol,
+// or its request was refused). Closing the socket now would answer its unread
+// bytes with a reset, and a reset can destroy our close frame or error
+// response before the peer reads it. So: FIN now, then read and discard until
+// the peer's FIN or kLingerMs, then close. False when that cannot be done.
+bool start_linger(ws_conn* c) {
+  auto* stream = reinterpret_cast<uv_stream_t*>(&c->tcp);
+  if (!c->timer_inited || uv_is_closing(reinterpret_cast<uv_handle_t*>(&c->timer))) return false;
+  auto* req = new uv_shutdown_t;
+  if (uv_shutdown(req, stream, [](uv_shutdown_t* r, int) { delete r; }) != 0) {
+    delete req;
+    return false;
+  }
+  c->lingering = true;
+  uv_read_start(stream, on_alloc, on_read);  // it may be reading already
+  uv_timer_stop(&c->timer);
+  uv_timer_start(&c->timer, [](uv_timer_t* t) { end_linger(static_cast<ws_conn*>(t->data)); },
+                 static_cast<uint64_t>(std::min(kLingerMs, std::max(c->opts->close_timeout, 1))), 0);
+  return true;
+}
+
+void close_transport(ws_conn* c, int code_if_unset, const char* why, bool linger) {
   if (c->transport_closing) return;
   c->transport_closing = true;
   {
@@ -255,11 +297,11 @@ void close_transport(ws_conn* c, int code_if_unset, const char* why) {
   }
   if (c->phase != Phase::closed) c->phase = Phase::closed;
   if (c->listener) c->listener->conns.erase(c);
-  if (c->tcp_inited && !uv_is_closing(reinterpret_cast<uv_handle_t*>(&c->tcp))) {
+  if (c->tcp_inited && !uv_is_closing(reinterpret_cast<uv_handle_t*>(&c->tcp)) && !(linger && start_linger(c))) {
     uv_read_stop(reinterpret_cast<uv_stream_t*>(&c->tcp));
     uv_close(reinterpret_cast<uv_handle_t*>(&c->tcp), on_handle_closed);
   }
-  if (c->timer_inited && !uv_is_closing(reinterpret_cast<uv_handle_t*>(&c->timer))) {
+  if (c->timer_inited && !c->lingering && !uv_is_closing(reinterpret_cast<uv_handle_t*>(&c->timer))) {
     uv_timer_stop(&c->timer);
     uv_close(reinterpret_cast<uv_handle_t*>(&c->timer), on_handle_closed);
   }
@@ -392,9 +434,9 @@ void send_error_and_close(ws_conn* c, int status, const std::string& body) {
   std::string resp = proto::build_error_response(status, body);
   write_bytes(c, reinterpret_cast<const uint8_t*>(resp.data()), resp.size());
   set_detail(c, body);
-  // Close once the response is written (or at once if it went out already).
+  // Close once the response is written (flush() does, now or after the write).
   c->phase = Phase::closed;
-  if (c->writes_pending == 0) close_transport(c, WS_CLOSE_ABNORMAL, body.c_str());
+  flush(c);
 }
 
 void server_accept_upgrade(ws_conn* c, const std::string& subprotocol, std::string leftover);
@@ -680,6 +722,10 @@ void on_tls_read(ws_conn* c, char* buf, size_t n) {
 
 void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
   ws_conn* c = static_cast<ws_conn*>(stream->data);
+  if (c->lingering) {  // discarded; the peer's FIN (or an error) ends the linger
+    if (nread < 0) end_linger(c);
+    return;
+  }
   if (nread == 0) return;
   if (nread < 0) {
     on_end_of_input(c, nread == UV_EOF ? "the peer closed the connection" : uv_strerror(static_cast<int>(nread)));

@@ -149,6 +149,7 @@ struct ws_conn {
   bool timer_inited = false;
   bool transport_closing = false;
   bool in_feed = false;            // feed() is delivering: sends from its callbacks batch up
+  bool lingering = false;          // closed for the application; TCP waits for the peer's FIN
   std::unique_ptr<wscore::proto::Session> session;
   // wss: the transport filter between the socket and everything above it
   // (plaintext in and out; the HTTP upgrade and the frames ride inside).

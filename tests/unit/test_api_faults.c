@@ -85,6 +85,75 @@ static void test_protocol_errors_on_the_wire(void **state) {
   ws_server_free(srv);
 }
 
+/* A peer that goes on sending after its protocol error still reads our close
+ * frame: the server sends FIN and reads (discarding) until the peer's FIN,
+ * instead of closing a socket with unread bytes, which answers with a reset
+ * that can destroy the close frame before the peer reads it. The same for an
+ * HTTP error answer to a client that sends more than its request. */
+/* Sends frames for `ms`; the errno of a failed send (a reset), else 0. */
+static int keep_sending(int fd, long long ms) {
+  static unsigned char payload[60000], junk[65536];
+  size_t n = client_frame(junk, 0x82, payload, sizeof payload);
+  long long end = now_ms() + ms;
+  while (now_ms() < end) {
+    struct pollfd p = {fd, POLLOUT, 0};
+    if (poll(&p, 1, 10) == 1 && send(fd, junk, n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0 && errno != EAGAIN)
+      return errno;
+  }
+  return 0;
+}
+
+/* Reads to the end: the bytes read, or -errno when the stream ended in an error (a reset). */
+static int read_to_clean_eof(int fd, unsigned char *out, size_t cap) {
+  size_t have = 0;
+  for (;;) {
+    struct pollfd p = {fd, POLLIN, 0};
+    if (poll(&p, 1, 3000) <= 0) return -ETIMEDOUT;
+    ssize_t r = read(fd, out + have, cap - have);
+    if (r == 0) return (int)have;
+    if (r < 0) return -errno;
+    have += (size_t)r;
+    if (have == cap) have = cap - 1; /* keep the start, drop the rest */
+  }
+}
+
+static void test_lingering_close_after_a_failure(void **state) {
+  (void)state;
+  ws_options *o = ws_options_new();
+  ws_callbacks cbs = {0};
+  ws_options_set_callbacks(o, &cbs, sizeof cbs, NULL); /* no deferral: the close goes at once */
+  ws_server *srv = listen_with(o);
+  ws_options_free(o);
+  for (int round = 0; round < 3; round++) {
+    int fd = raw_upgrade(ws_server_port(srv));
+    assert_true(fd >= 0);
+    const unsigned char unmasked[] = {0x82, 0x02, 'h', 'i'};
+    write_all(fd, unmasked, sizeof unmasked);
+    /* Megabytes the server never parses: taken and dropped, never reset. */
+    assert_int_equal(keep_sending(fd, 300), 0);
+    unsigned char buf[64];
+    int got = read_to_clean_eof(fd, buf, sizeof buf);
+    assert_true(got >= 4); /* the close frame, then a clean EOF */
+    assert_int_equal(buf[0], 0x88);
+    assert_int_equal((buf[2] << 8) | buf[3], 1002);
+    close(fd);
+  }
+  ws_server_free(srv);
+
+  /* A refused upgrade (426: not an upgrade) with more bytes behind the request. */
+  srv = listen_with(NULL);
+  int fd = raw_connect(ws_server_port(srv));
+  const char *req = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+  write_all(fd, req, strlen(req));
+  assert_int_equal(keep_sending(fd, 300), 0);
+  unsigned char resp[4096];
+  int got = read_to_clean_eof(fd, resp, sizeof resp);
+  assert_true(got >= 12);
+  assert_memory_equal(resp, "HTTP/1.1 426", 12);
+  close(fd);
+  ws_server_free(srv);
+}
+
 /* ws_close when the peer never answers: bounded by the close timeout. */
 static void test_close_timeout(void **state) {
   (void)state;
@@ -348,6 +417,7 @@ int main(void) {
       cmocka_unit_test(test_client_handshake_timeout),
       cmocka_unit_test(test_idle_and_keepalive),
       cmocka_unit_test(test_reply_before_deferred_failure),
+      cmocka_unit_test(test_lingering_close_after_a_failure),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -42,6 +42,9 @@ def test_fragments_from_iterables(url):
             ws.send([])
         with pytest.raises(TypeError):
             ws.send(12)
+        # A list is checked before its first fragment goes out: the connection is fine.
+        ws.send("after the refusals")
+        assert ws.recv(timeout=5) == "after the refusals"
 
 
 def test_ping_pong_and_control_delivery(echo_server):
@@ -278,3 +281,93 @@ def test_server_stop_closes_connections_1001(echo_server):
 def test_library_found_and_version():
     assert wscore.__version__ == "0.1.0"
     assert "libwscore" in wscore.library_path
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def _interrupt_main_after(seconds):
+    """Sends SIGINT to this process after `seconds`; the handler raises _Interrupted
+    in the main thread (Python runs signal handlers there only)."""
+    import signal
+    old = signal.signal(signal.SIGINT, lambda *a: (_ for _ in ()).throw(_Interrupted()))
+    t = threading.Timer(seconds, os.kill, args=(os.getpid(), signal.SIGINT))
+    t.start()
+    return lambda: (t.cancel(), signal.signal(signal.SIGINT, old))
+
+
+def test_signal_interrupts_a_blocking_recv_and_accept(url):
+    # A wait inside the library is not interrupted by a signal: the binding waits in
+    # slices on the main thread so that Ctrl-C (KeyboardInterrupt) gets through.
+    assert threading.current_thread() is threading.main_thread()
+    with wscore.connect(url) as ws:
+        restore = _interrupt_main_after(0.3)
+        try:
+            with pytest.raises(_Interrupted):
+                ws.recv()  # no timeout: would wait forever
+        finally:
+            restore()
+        ws.send("still usable")
+        assert ws.recv(timeout=5) == "still usable"
+    with wscore.serve(None, "127.0.0.1", 0) as srv:
+        restore = _interrupt_main_after(0.3)
+        try:
+            with pytest.raises(_Interrupted):
+                srv.serve_forever()
+        finally:
+            restore()
+
+
+def test_sliced_wait_keeps_the_timeout(url):
+    with wscore.connect(url) as ws:
+        t0 = time.monotonic()
+        with pytest.raises(wscore.TimeoutError):
+            ws.recv(timeout=0.5)  # longer than one slice
+        assert time.monotonic() - t0 >= 0.45
+        ws.send("late")
+        assert ws.recv(timeout=0.5) == "late"
+
+
+def test_send_accepts_bytes_like_and_subclasses(url):
+    import array
+
+    class Text(str):
+        def __str__(self):
+            return "not this"
+
+    class Blob(bytes):
+        pass
+
+    with wscore.connect(url) as ws:
+        ws.send(bytearray(b"ba"))
+        assert ws.recv(timeout=5) == b"ba"
+        ws.send(memoryview(b"xmvx")[1:3])
+        assert ws.recv(timeout=5) == b"mv"
+        a = array.array("i", [1, 2, 3])
+        ws.send(memoryview(a))
+        assert ws.recv(timeout=5) == a.tobytes()  # all 12 bytes, not 3
+        ws.send(Text("sub ✓"))
+        assert ws.recv(timeout=5) == "sub ✓"
+        ws.send(Blob(b"\x01\x02"))
+        assert ws.recv(timeout=5) == b"\x01\x02"
+        with pytest.raises(TypeError):
+            ws.send([b"a", 3])
+
+
+def test_option_mistakes_are_refused_clearly(url):
+    with pytest.raises(TypeError, match="cafile"):
+        wscore.connect(url, ssl={"ca_file": "/x.pem"})  # a typo must not fall back to defaults
+    with pytest.raises(TypeError):
+        wscore.connect(url, ssl="/x.pem")
+    with pytest.raises(TypeError, match="list"):
+        wscore.connect(url, subprotocols="chat")
+    with pytest.raises(TypeError, match="list"):
+        wscore.serve(None, "127.0.0.1", 0, origins="http://a.example")
+
+
+def test_close_after_release_is_a_no_op(url):
+    ws = wscore.connect(url)
+    ws.release()
+    assert ws.close() is False
+    assert ws.closed

@@ -7,7 +7,18 @@ Blocking API (thread-friendly; the GIL is released during waits)::
         ws.send("hello")
         print(ws.recv(timeout=5))
 
-asyncio API: ``wscore.asyncio.connect`` / ``wscore.asyncio.serve``.
+Server (a thread per connection)::
+
+    def echo(ws):
+        for msg in ws:
+            ws.send(msg)
+
+    with wscore.serve(echo, "127.0.0.1", 9001) as server:
+        server.serve_forever()
+
+asyncio API (no thread per connection): ``wscore.asyncio.connect`` /
+``wscore.asyncio.serve``. Errors derive from ``wscore.WebSocketError``; see
+``help(wscore.connect)`` and docs/python.md.
 """
 from . import asyncio  # noqa: F401  (wscore.asyncio)
 from ._conn import Headers, Request, Server, WebSocket, connect, serve

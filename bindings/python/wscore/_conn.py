@@ -1,17 +1,42 @@
-"""The blocking API: connect(), serve(), and the WebSocket object."""
+"""The blocking API: connect(), serve(), and the WebSocket object.
+
+Every call into the library goes through cffi, which releases the GIL for the
+duration of the C call: a thread blocked in ``recv()``, ``accept()`` or a
+``send()`` waiting for room lets every other Python thread run.
+"""
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 from . import _lib
-from ._lib import ffi, lib
-from .errors import (ConnectionClosed, HandshakeError, InvalidArgument, TLSError, WebSocketError, closed_error,
-                     error_for)
+from ._lib import WS_BINARY, WS_EAGAIN, WS_ECLOSED, WS_ETIMEDOUT, WS_TEXT, ffi, lib
+from .errors import (ConnectionClosed, ConnectionClosedOK, HandshakeError, InvalidArgument, TLSError,
+                     closed_error, error_for)
 
 Data = Union[str, bytes]
 _MS_FOREVER = -1
+
+# The per-message path binds what it calls once (each attribute lookup on
+# ``lib``/``ffi`` costs about as much as a cheap C call through cffi).
+_receive = lib.ws_receive
+_send = lib.ws_send
+_msg_size = lib.ws_message_size
+_msg_data = lib.ws_message_data
+_msg_type = lib.ws_message_type
+_msg_free = lib.ws_message_free
+_buffer = ffi.buffer
+_new = ffi.new
+_MSG_PP = ffi.typeof("ws_message **")
+_CONN_PP = ffi.typeof("ws_conn **")
+
+# Waits of the main thread are cut into slices of this many milliseconds so that
+# its signal handlers (Ctrl-C's KeyboardInterrupt) run meanwhile: a signal does
+# not interrupt a wait inside the library.
+_SLICE_MS = 200
+_main_ident = threading.main_thread().ident
 
 
 def _ms(timeout: Optional[float]) -> int:
@@ -20,6 +45,64 @@ def _ms(timeout: Optional[float]) -> int:
     if timeout < 0:
         raise ValueError("timeout must be None or >= 0")
     return int(timeout * 1000)
+
+
+def _sliced(call: Callable[[int], int], ms: int) -> int:
+    """``call(timeout_ms)`` (a ws_receive/ws_accept closure) waiting up to ``ms``
+    (-1: forever); on the main thread in slices, with Python code running between them."""
+    if ms == 0 or threading.get_ident() != _main_ident:
+        return call(ms)
+    if ms < 0:
+        while True:
+            rc = call(_SLICE_MS)
+            if rc != WS_ETIMEDOUT:
+                return rc
+    deadline = time.monotonic() + ms / 1000
+    while True:
+        left = int((deadline - time.monotonic()) * 1000)
+        if left <= 0:
+            rc = call(0)
+            return WS_ETIMEDOUT if rc == WS_EAGAIN else rc
+        rc = call(min(left, _SLICE_MS))
+        if rc != WS_ETIMEDOUT or left <= _SLICE_MS:
+            return rc
+
+
+def _fragments(parts: Iterable[Data]) -> Iterator[Tuple[object, int, int]]:
+    """(data, type, fin) for each element of an iterable message, all of one type.
+    A list or tuple is checked whole before anything is sent; an iterator can only be
+    checked as it goes (a bad element ends it half-sent)."""
+    if isinstance(parts, (list, tuple)) and parts:
+        text = isinstance(parts[0], str)
+        for p in parts:
+            if not isinstance(p, (str, bytes, bytearray, memoryview)) or isinstance(p, str) != text:
+                raise TypeError("all fragments of a message must be str or all bytes-like")
+    it = iter(parts)
+    try:
+        cur = next(it)
+    except StopIteration:
+        raise ValueError("an empty iterable is no message") from None
+    kind = WS_TEXT if isinstance(cur, str) else WS_BINARY
+    while True:
+        try:
+            nxt = next(it)
+            fin = 0
+        except StopIteration:
+            nxt, fin = None, 1
+        if isinstance(cur, str):
+            if kind != WS_TEXT:
+                raise TypeError("all fragments of a message must be str or all bytes-like")
+            data = cur.encode("utf-8")
+        elif isinstance(cur, (bytes, bytearray, memoryview)):
+            if kind != WS_BINARY:
+                raise TypeError("all fragments of a message must be str or all bytes-like")
+            data = cur if type(cur) is bytes else ffi.from_buffer(cur)
+        else:
+            raise TypeError(f"cannot send a fragment of type {type(cur).__name__}: use str or bytes-like")
+        yield data, kind, fin
+        if fin:
+            return
+        cur = nxt
 
 
 def _check(rc: int, detail: str = "") -> int:
@@ -100,6 +183,9 @@ def make_options(*, headers=None, subprotocols=None, origins=None, timeout: Opti
     items = headers.items() if isinstance(headers, Mapping) else (headers or [])
     for k, v in items:
         _check(lib.ws_options_add_header(o, k.encode(), v.encode()), f"header {k!r}")
+    for name, value in (("subprotocols", subprotocols), ("origins", origins)):
+        if isinstance(value, (str, bytes)):
+            raise TypeError(f"{name} must be a list of str, not one string")
     for p in subprotocols or []:
         _check(lib.ws_options_add_subprotocol(o, p.encode()), f"subprotocol {p!r}")
     for origin in origins or []:
@@ -109,11 +195,20 @@ def make_options(*, headers=None, subprotocols=None, origins=None, timeout: Opti
     return o
 
 
+SSL_KEYS = ("cafile", "capath", "certfile", "keyfile", "insecure", "verify_client")
+
+
 def _apply_ssl(o, ssl) -> None:
-    """``ssl``: a dict with any of cafile, capath, certfile, keyfile, insecure (client) /
-    verify_client (server)."""
+    """``ssl``: a dict with any of cafile, capath (trusted CAs, instead of the system
+    store), certfile, keyfile (the server's certificate, or a client certificate),
+    insecure (client: skip verification, tests only), verify_client (server: require
+    a client certificate signed by cafile/capath)."""
     if not isinstance(ssl, Mapping):
-        raise TypeError("ssl must be a dict: {'cafile': ..., 'certfile': ..., 'keyfile': ...}")
+        raise TypeError("ssl must be a dict with keys among " + ", ".join(SSL_KEYS)
+                        + f" (not {type(ssl).__name__})")
+    unknown = sorted(set(ssl) - set(SSL_KEYS))
+    if unknown:
+        raise TypeError(f"unknown ssl option(s) {', '.join(map(repr, unknown))}: use " + ", ".join(SSL_KEYS))
     if "cafile" in ssl:
         _check(lib.ws_options_set_tls_ca_file(o, str(ssl["cafile"]).encode()))
     if "capath" in ssl:
@@ -188,16 +283,21 @@ class WebSocket:
         message received before the close), TimeoutError after ``timeout`` seconds.
         """
         h = self._handle()
-        out = ffi.new("ws_message **")
-        rc = lib.ws_receive(h, out, _ms(timeout))
-        if rc == _lib.WS_ECLOSED:
-            raise closed_error(lib.ws_close_code(h), _s(lib.ws_close_reason(h)))
+        out = _new(_MSG_PP)
+        ms = _ms(timeout)
+        rc = _receive(h, out, 0)  # the common case: a message is waiting
+        if rc == WS_EAGAIN and ms != 0:
+            rc = _sliced(lambda t: _receive(h, out, t), ms)
+        if rc == 0:
+            return _take(out[0])
+        if rc == WS_ECLOSED:
+            raise closed_error(lib.ws_close_code(h) or 1006, _s(lib.ws_close_reason(h)))
         _check(rc)
-        return _take(out[0])
+        raise AssertionError(rc)  # not reached
 
     def __iter__(self) -> Iterator[Data]:
-        """Messages until the connection closes; ends quietly on a normal close."""
-        from .errors import ConnectionClosedOK
+        """Messages until the connection closes; ends quietly on a normal close
+        (1000, 1001, 1005) and raises ConnectionClosedError on any other."""
         while True:
             try:
                 yield self.recv()
@@ -209,40 +309,29 @@ class WebSocket:
         them as the fragments of one message (all of one type). Blocks only while
         the send queue is full."""
         h = self._handle()
-        if isinstance(message, str):
+        t = type(message)
+        if t is bytes:
+            rc = _send(h, message, len(message), WS_BINARY)
+        elif t is str:
             b = message.encode("utf-8")
-            self._check(lib.ws_send(h, b, len(b), _lib.WS_TEXT))
-        elif isinstance(message, (bytes, bytearray, memoryview)):
-            buf = ffi.from_buffer(message)
-            self._check(lib.ws_send(h, buf, len(buf), _lib.WS_BINARY))
-        elif hasattr(message, "__iter__"):
-            self._send_fragments(h, message)
+            rc = _send(h, b, len(b), WS_TEXT)
         else:
-            raise TypeError(f"cannot send {type(message).__name__}: use str, bytes or an iterable of them")
+            rc = self._send_other(h, message)
+        if rc:
+            self._check(rc)
 
-    def _send_fragments(self, h, parts: Iterable[Data]) -> None:
-        it = iter(parts)
-        kind = None
-        try:
-            cur = next(it)
-        except StopIteration:
-            raise ValueError("an empty iterable is no message") from None
-        while True:
-            try:
-                nxt = next(it)
-                fin = 0
-            except StopIteration:
-                nxt, fin = None, 1
-            t = _lib.WS_TEXT if isinstance(cur, str) else _lib.WS_BINARY
-            if kind is None:
-                kind = t
-            elif t != kind:
-                raise TypeError("all fragments of a message must be str or all bytes")
-            data = cur.encode("utf-8") if isinstance(cur, str) else ffi.from_buffer(cur)
-            self._check(lib.ws_send_fragment(h, data, len(data), kind, fin))
-            if fin:
-                return
-            cur = nxt
+    def _send_other(self, h, message) -> int:
+        if isinstance(message, str):  # a subclass
+            b = message.encode("utf-8")
+            return _send(h, b, len(b), WS_TEXT)
+        if isinstance(message, (bytes, bytearray, memoryview)):
+            buf = ffi.from_buffer(message)
+            return _send(h, buf, len(buf), WS_BINARY)
+        if hasattr(message, "__iter__"):
+            for data, kind, fin in _fragments(message):
+                self._check(lib.ws_send_fragment(h, data, len(data), kind, fin))
+            return 0
+        raise TypeError(f"cannot send {type(message).__name__}: use str, bytes-like or an iterable of them")
 
     def ping(self, data: Union[str, bytes] = b"") -> None:
         """Sends a ping (at most 125 bytes). The pong is handled inside."""
@@ -255,10 +344,15 @@ class WebSocket:
         self._check(lib.ws_pong(self._handle(), b, len(b)))
 
     def close(self, code: int = 1000, reason: str = "") -> bool:
-        """Starts the close handshake and waits (bounded) for the peer's close.
-        Returns True when the peer answered, False on timeout. Closing a closed
-        connection does nothing."""
-        h = self._handle()
+        """Starts the close handshake with ``code`` and ``reason`` (UTF-8, at most
+        123 bytes), sends what was queued before it, and waits (bounded by the
+        close timeout) for the peer's close. Returns True when the peer answered,
+        False on timeout. Closing a closed (or released) connection does nothing
+        and returns False. Raises InvalidArgument for a code that may not be sent
+        (1005, 1006, 1015, < 1000, ...) or a reason too long."""
+        h = self._h
+        if h is None:
+            return False
         rc = lib.ws_close(h, int(code), reason.encode("utf-8"))
         if rc in (_lib.WS_OK,):
             return True
@@ -274,11 +368,13 @@ class WebSocket:
     # -- state --------------------------------------------------------------
     @property
     def state(self) -> int:
+        """WS_STATE_CONNECTING (0), WS_STATE_OPEN (1), WS_STATE_CLOSING (2) or WS_STATE_CLOSED (3)."""
         h = self._h
         return _lib.WS_STATE_CLOSED if h is None else lib.ws_state(h)
 
     @property
     def closed(self) -> bool:
+        """True once the connection is closed (or released)."""
         return self.state == _lib.WS_STATE_CLOSED
 
     @property
@@ -291,6 +387,7 @@ class WebSocket:
 
     @property
     def close_reason(self) -> Optional[str]:
+        """The peer's close reason once closed ("" when it gave none), else None."""
         h = self._h
         if h is None:
             return self._final[1]
@@ -300,6 +397,7 @@ class WebSocket:
 
     @property
     def subprotocol(self) -> Optional[str]:
+        """The negotiated subprotocol, or None."""
         return _s(lib.ws_subprotocol(self._handle())) or None
 
     @property
@@ -319,6 +417,7 @@ class WebSocket:
 
     @property
     def remote_address(self) -> str:
+        """The peer's address: "1.2.3.4:port" or "[::1]:port"."""
         return _s(lib.ws_peer_address(self._handle()))
 
     @property
@@ -336,14 +435,14 @@ class WebSocket:
 
 
 def _take(m) -> Data:
+    """The Python value of a received message (str for text, bytes otherwise); frees it."""
     try:
-        n = lib.ws_message_size(m)
-        data = ffi.unpack(ffi.cast("const char *", lib.ws_message_data(m)), n)
-        if lib.ws_message_type(m) == _lib.WS_TEXT:
-            return data.decode("utf-8")
-        return data
+        buf = _buffer(_msg_data(m), _msg_size(m))
+        if _msg_type(m) == WS_TEXT:
+            return str(buf, "utf-8")  # the library validated it
+        return buf[:]
     finally:
-        lib.ws_message_free(m)
+        _msg_free(m)
 
 
 def open_handle(url: str, opts):
@@ -370,20 +469,38 @@ def connect(url: str, *, headers: Union[Mapping[str, str], Sequence[Tuple[str, s
             max_message_size: Optional[int] = None, send_queue_limit: Optional[int] = None,
             send_timeout: Optional[float] = None, ping_interval: Optional[float] = None,
             ping_timeout: Optional[float] = None, deliver_control: bool = False) -> WebSocket:
-    """Opens a client WebSocket to ``url`` (ws:// or wss://) and returns it.
+    """Opens a client WebSocket to ``url`` (``ws://host[:port]/path?query`` or
+    ``wss://...``; IPv6 as ``ws://[::1]:port/``) and returns it, open.
 
-    Use it as a context manager to close (1000) and free it at the end::
+    Use it as a context manager to close (1000; 1011 on an exception) and free it::
 
         with wscore.connect("ws://127.0.0.1:9001/chat", subprotocols=["chat"]) as ws:
             ws.send("hello")
             print(ws.recv(timeout=5))
 
-    ``timeout`` bounds the whole opening (DNS, TCP, TLS, HTTP upgrade), in
-    seconds. ``headers`` are extra request headers; ``ssl`` a dict (cafile,
-    capath, certfile, keyfile, insecure). ``max_message_size`` bounds received
-    messages (default 16 MiB; larger ones close with 1009). Raises
-    InvalidURL, ConnectError, TimeoutError, HandshakeError (``.status``,
-    ``.headers``), TLSError.
+    Arguments (times in seconds, None for no limit):
+
+    - ``headers``: extra request headers, a dict or (name, value) pairs (not Host,
+      Upgrade, Connection or Sec-WebSocket-*).
+    - ``subprotocols``: offered in order of preference; ``ws.subprotocol`` is the
+      server's pick (None if none).
+    - ``ssl``: a dict for wss:// — ``cafile``/``capath`` (CAs to trust instead of
+      the system store), ``certfile``/``keyfile`` (a client certificate),
+      ``insecure=True`` (no verification; tests only).
+    - ``timeout``: bounds the whole opening: DNS, TCP, TLS, HTTP upgrade (default 10).
+    - ``close_timeout``: how long ``close()`` waits for the peer's answer (default 5).
+    - ``max_message_size``: largest message accepted (default 16 MiB; the
+      connection closes with 1009 beyond).
+    - ``send_queue_limit``, ``send_timeout``: bytes that may wait unsent before
+      ``send()`` blocks (default 16 MiB), and for how long it blocks then
+      (default None: until there is room; 0: WouldBlock at once).
+    - ``ping_interval``, ``ping_timeout``: keepalive pings after that much silence;
+      the connection drops (1006) when no pong comes within ``ping_timeout``.
+    - ``deliver_control``: also return pings and pongs from ``recv()`` (as bytes).
+
+    Raises InvalidURL, ConnectError (DNS, refused, unreachable), TimeoutError,
+    HandshakeError (``.status``, ``.headers``: the server answered but did not
+    upgrade), TLSError (``str(e)`` has OpenSSL's reason).
     """
     opts = make_options(headers=headers, subprotocols=subprotocols, timeout=timeout,
                         close_timeout=close_timeout, max_message_size=max_message_size,
@@ -412,12 +529,15 @@ class Server:
         self._closed = threading.Event()
 
     def fileno(self) -> int:
+        """A descriptor readable exactly when ``accept(timeout=0)`` would not block."""
         return _check(lib.ws_server_fileno(self._srv))
 
     def accept(self, timeout: Optional[float] = None) -> WebSocket:
-        """The next connection (pull mode), without running the handler."""
-        out = ffi.new("ws_conn **")
-        _check(lib.ws_accept(self._srv, out, _ms(timeout)))
+        """The next connection (pull mode), without running the handler. Raises
+        TimeoutError after ``timeout`` seconds, Canceled once the server is closed."""
+        out = _new(_CONN_PP)
+        srv = self._srv
+        _check(_sliced(lambda t: lib.ws_accept(srv, out, t), _ms(timeout)))
         return WebSocket(out[0])
 
     def _run(self, ws: WebSocket) -> None:
@@ -438,9 +558,10 @@ class Server:
 
     def serve_forever(self) -> None:
         """Accepts connections and runs the handler for each until shutdown()."""
-        out = ffi.new("ws_conn **")
+        out = _new(_CONN_PP)
+        srv = self._srv
         while not self._closed.is_set():
-            rc = lib.ws_accept(self._srv, out, -1)
+            rc = _sliced(lambda t: lib.ws_accept(srv, out, t), -1)
             if rc == _lib.WS_ECANCELED:
                 break
             _check(rc)
@@ -491,19 +612,37 @@ def serve(handler: Callable[[WebSocket], None], host: str = "127.0.0.1", port: i
           handshake_timeout: Optional[float] = None, close_timeout: Optional[float] = 5.0,
           send_queue_limit: Optional[int] = None, send_timeout: Optional[float] = None,
           ping_interval: Optional[float] = None, ping_timeout: Optional[float] = None) -> Server:
-    """Listens on host:port (0 picks a free port: see ``server.port``) and runs
-    ``handler(ws)`` on a thread for each connection::
+    """Listens on host:port (port 0 picks a free one: ``server.port``) and runs
+    ``handler(ws)`` on a thread of its own for each connection::
 
         def echo(ws):
+            print(ws.request.path, ws.request.headers.get("user-agent"))
             for msg in ws:
                 ws.send(msg)
 
         with wscore.serve(echo, "127.0.0.1", 9001) as server:
-            server.serve_forever()
+            server.serve_forever()          # until server.shutdown() from elsewhere, or Ctrl-C
 
-    ``origins`` restricts browser Origins (403 otherwise); ``subprotocols`` are
-    the ones the server speaks (the client's first match is chosen); ``headers``
-    go into every 101 response; ``ssl`` = {'certfile', 'keyfile'} serves wss://.
+    ``server.start()`` runs the accept loop on a background thread instead. The
+    connection closes with 1000 when the handler returns and 1011 when it raises;
+    leaving the ``with`` block (or ``shutdown()``) stops accepting and closes every
+    connection with 1001. ``handler=None`` leaves accepting to ``server.accept()``.
+
+    Arguments (times in seconds):
+
+    - ``subprotocols``: the ones the server speaks; the client's first offer among
+      them is chosen.
+    - ``origins``: browser Origins allowed (others get HTTP 403); default: any.
+    - ``headers``: added to every 101 response.
+    - ``ssl``: ``{"certfile": ..., "keyfile": ...}`` serves wss://; add ``cafile``
+      and ``verify_client=True`` to require client certificates.
+    - ``max_message_size``, ``send_queue_limit``, ``send_timeout``,
+      ``close_timeout``, ``ping_interval``, ``ping_timeout``: as for ``connect``.
+    - ``handshake_timeout``: time a new connection has to send its upgrade
+      request (default 10).
+
+    Raises AddressInUse, ConnectError (host not resolved), TLSError (bad
+    certificate or key).
     """
     opts = make_options(headers=headers, subprotocols=subprotocols, origins=origins, ssl=ssl,
                         max_message_size=max_message_size, handshake_timeout=handshake_timeout,

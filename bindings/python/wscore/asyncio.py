@@ -1,5 +1,5 @@
 """The asyncio API: the same handles, waited on with ``loop.add_reader`` on their
-descriptors (no thread per connection, no blocking call on the event loop).
+descriptors (no thread per connection, no blocking call on the event loop)::
 
     async with wscore.asyncio.connect("ws://127.0.0.1:9001/") as ws:
         await ws.send("hi")
@@ -8,99 +8,197 @@ descriptors (no thread per connection, no blocking call on the event loop).
     server = await wscore.asyncio.serve(handler, "127.0.0.1", 0)
     ...
     server.close(); await server.wait_closed()
+
+A connection's descriptor (``ws_fileno``) is readable exactly while ``ws_receive``
+would not block: a message is waiting, the connection is closed, or the peer's
+close is held until the messages before it are read. ``recv`` drains every
+queued message without waiting on the loop and waits only when the library has
+nothing left; the reader stays registered between waits (and is dropped after a
+readiness nobody waits for), so a busy connection does not add and remove it for
+every message.
 """
 from __future__ import annotations
 
 import asyncio as _asyncio
 import logging
-from typing import Awaitable, Callable, Iterable, Mapping, Optional, Sequence, Union
+from typing import Awaitable, Callable, Iterable, List, Mapping, Optional, Sequence, Union
 
 from . import _lib
-from ._conn import WebSocket as _SyncWebSocket, _check, _take, make_options, open_handle
-from ._lib import ffi, lib
+from ._conn import (WebSocket as _SyncWebSocket, _check, _fragments, _MSG_PP, _new, _receive, _send, _take,
+                    make_options, open_handle)
+from ._lib import WS_BINARY, WS_EAGAIN, WS_ECLOSED, WS_TEXT, ffi, lib
 from .errors import ConnectionClosed, ConnectionClosedOK, closed_error
 
 Data = Union[str, bytes]
 
-
-async def _readable(fd: int) -> None:
-    loop = _asyncio.get_running_loop()
-    fut = loop.create_future()
-    loop.add_reader(fd, lambda: fut.done() or fut.set_result(None))
-    try:
-        await fut
-    finally:
-        loop.remove_reader(fd)
+__all__ = ["connect", "serve", "WebSocket", "Server"]
 
 
 class WebSocket:
-    """An asyncio WebSocket over one wscore connection handle."""
+    """An asyncio WebSocket over one wscore connection handle.
+
+    ``await recv()``, ``await send(message)``, ``async for message in ws`` (ends on
+    a normal close, raises ConnectionClosedError on an abnormal one),
+    ``await close(code, reason)``; ``async with`` closes (1000, or 1011 on an
+    exception) and releases. Use it from the event loop it was created on.
+    """
 
     def __init__(self, sync: _SyncWebSocket):
         self._ws = sync
         self._fd = sync.fileno()
+        self._out = _new(_MSG_PP)  # reused by every recv (the loop runs one at a time)
+        self._loop: Optional[_asyncio.AbstractEventLoop] = None
+        self._reading = False  # our reader is registered on self._fd
+        self._waiters: List[_asyncio.Future] = []
 
     # Properties mirror the blocking object.
-    close_code = property(lambda self: self._ws.close_code)
-    close_reason = property(lambda self: self._ws.close_reason)
-    subprotocol = property(lambda self: self._ws.subprotocol)
-    request = property(lambda self: self._ws.request)
-    response_headers = property(lambda self: self._ws.response_headers)
-    remote_address = property(lambda self: self._ws.remote_address)
-    closed = property(lambda self: self._ws.closed)
-    state = property(lambda self: self._ws.state)
+    close_code = property(lambda self: self._ws.close_code, doc="The peer's close code once closed, else None.")
+    close_reason = property(lambda self: self._ws.close_reason, doc="The peer's close reason once closed.")
+    subprotocol = property(lambda self: self._ws.subprotocol, doc="The negotiated subprotocol, or None.")
+    request = property(lambda self: self._ws.request, doc="Server side: the upgrade request.")
+    response_headers = property(lambda self: self._ws.response_headers, doc="Client side: the 101's headers.")
+    remote_address = property(lambda self: self._ws.remote_address, doc="The peer's address.")
+    closed = property(lambda self: self._ws.closed, doc="True once the connection is closed.")
+    state = property(lambda self: self._ws.state, doc="WS_STATE_* (0 connecting .. 3 closed).")
+    buffered_amount = property(lambda self: self._ws.buffered_amount, doc="Bytes queued, not yet written.")
 
+    def fileno(self) -> int:
+        """The descriptor the loop watches (readable when there is something to take)."""
+        return self._fd
+
+    # -- readiness ----------------------------------------------------------
+    def _on_readable(self) -> None:
+        waiters = self._waiters
+        if not waiters:
+            # Readable and nobody waits (the application is busy elsewhere): stop
+            # watching, or a level-triggered descriptor would wake the loop forever.
+            self._loop.remove_reader(self._fd)
+            self._reading = False
+            return
+        self._waiters = []
+        for w in waiters:
+            if not w.done():
+                w.set_result(None)
+
+    async def _wait_readable(self) -> None:
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = _asyncio.get_running_loop()
+        fut = loop.create_future()
+        self._waiters.append(fut)
+        if not self._reading:
+            loop.add_reader(self._fd, self._on_readable)
+            self._reading = True
+        try:
+            await fut
+        finally:
+            if not fut.done():  # cancelled
+                try:
+                    self._waiters.remove(fut)
+                except ValueError:
+                    pass
+
+    def _stop_reading(self) -> None:
+        if self._reading:
+            self._reading = False
+            self._loop.remove_reader(self._fd)
+        waiters, self._waiters = self._waiters, []
+        for w in waiters:
+            if not w.done():
+                w.set_result(None)
+
+    # -- messages -------------------------------------------------------------
     async def recv(self) -> Data:
-        """The next message (str or bytes); ConnectionClosed once closed."""
-        h = self._ws._handle()
-        out = ffi.new("ws_message **")
+        """The next message: ``str`` for text, ``bytes`` for binary. Raises
+        ConnectionClosedOK / ConnectionClosedError once closed (after every message
+        received before the close). Cancelling it loses no message."""
+        out = self._out
         while True:
-            rc = lib.ws_receive(h, out, 0)
+            h = self._ws._h
+            if h is None:
+                raise closed_error(*self._ws._final)
+            rc = _receive(h, out, 0)
             if rc == 0:
                 return _take(out[0])
-            if rc == _lib.WS_ECLOSED:
-                raise closed_error(lib.ws_close_code(h), ffi.string(lib.ws_close_reason(h)).decode())
-            if rc != _lib.WS_EAGAIN:
+            if rc == WS_EAGAIN:
+                await self._wait_readable()
+            elif rc == WS_ECLOSED:
+                raise closed_error(lib.ws_close_code(h) or 1006, _s(lib.ws_close_reason(h)))
+            else:
                 _check(rc)
-            await _readable(self._fd)
 
-    def __aiter__(self):
+    def __aiter__(self) -> "WebSocket":
         return self
 
     async def __anext__(self) -> Data:
+        h = self._ws._h
+        if h is not None:  # the fast path: a message is waiting
+            out = self._out
+            if _receive(h, out, 0) == 0:
+                return _take(out[0])
         try:
             return await self.recv()
         except ConnectionClosedOK:
             raise StopAsyncIteration from None
 
     async def send(self, message: Union[Data, Iterable[Data]]) -> None:
-        """Sends str (text), bytes-like (binary) or an iterable of either (fragments).
-        Waits without blocking the loop while the send queue is full."""
+        """Sends ``str`` (text), bytes-like (binary) or an iterable of either (the
+        fragments of one message). Never blocks the loop: while the send queue is
+        full (``send_queue_limit``) it waits with ``asyncio.sleep`` and retries."""
+        h = self._ws._h
+        if h is not None:
+            t = type(message)
+            if t is bytes:
+                rc = _send(h, message, len(message), WS_BINARY)
+            elif t is str:
+                b = message.encode("utf-8")
+                rc = _send(h, b, len(b), WS_TEXT)
+            else:
+                rc = None
+            if rc == 0:
+                return
+            if rc is not None and rc != WS_EAGAIN:
+                self._ws._check(rc)
+        if isinstance(message, (str, bytes, bytearray, memoryview)):
+            await self._retry(lambda: self._ws.send(message))
+        elif hasattr(message, "__iter__"):
+            for data, kind, fin in _fragments(message):
+                await self._retry(lambda: self._ws._check(lib.ws_send_fragment(
+                    self._ws._handle(), data, len(data), kind, fin)))
+        else:
+            self._ws.send(message)  # raises the TypeError
+
+    @staticmethod
+    async def _retry(call: Callable[[], None]) -> None:
+        # Async connections are opened with send_timeout=0: a full queue answers
+        # WS_EAGAIN (WouldBlock) at once instead of blocking the loop.
         delay = 0.0005
         while True:
             try:
-                # The options of async connections make a full queue return WS_EAGAIN at once.
-                self._ws.send(message)
-                return
+                return call()
             except BlockingIOError:
-                if not isinstance(message, (str, bytes, bytearray, memoryview)):
-                    raise  # a half-sent fragmented message cannot be retried
                 await _asyncio.sleep(delay)
                 delay = min(delay * 2, 0.05)
 
     async def ping(self, data: Union[str, bytes] = b"") -> None:
-        self._ws.ping(data)
+        """Sends a ping (at most 125 bytes); the pong is handled inside."""
+        await self._retry(lambda: self._ws.ping(data))
 
     async def pong(self, data: Union[str, bytes] = b"") -> None:
-        self._ws.pong(data)
+        """Sends an unsolicited pong (at most 125 bytes)."""
+        await self._retry(lambda: self._ws.pong(data))
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
-        """Close handshake; the bounded wait for the peer runs off the loop."""
+        """The close handshake (see ``wscore.WebSocket.close``); its bounded wait
+        for the peer runs in the default executor, off the loop."""
         if self._ws._h is None or self._ws.closed:
             return
         await _asyncio.get_running_loop().run_in_executor(None, self._ws.close, code, reason)
 
     def release(self) -> None:
+        """Frees the handle (closing with 1001 if still open). Idempotent. Tasks
+        waiting in ``recv`` get ConnectionClosed."""
+        self._stop_reading()
         self._ws.release()
 
     async def __aenter__(self) -> "WebSocket":
@@ -111,6 +209,13 @@ class WebSocket:
             await self.close(1000 if exc is None else 1011)
         finally:
             self.release()
+
+    def __repr__(self) -> str:
+        return repr(self._ws).replace("wscore.WebSocket", "wscore.asyncio.WebSocket")
+
+
+def _s(p) -> str:
+    return ffi.string(p).decode("utf-8", "replace") if p != ffi.NULL else ""
 
 
 def _async_options(**kw):
@@ -147,17 +252,29 @@ def connect(url: str, *, headers=None, subprotocols: Optional[Sequence[str]] = N
             ssl: Optional[Mapping] = None, timeout: Optional[float] = 10.0,
             close_timeout: Optional[float] = 5.0, max_message_size: Optional[int] = None,
             send_queue_limit: Optional[int] = None, ping_interval: Optional[float] = None,
-            ping_timeout: Optional[float] = None) -> _Connect:
-    """Opens a client connection (the handshake runs in the default executor).
-    Same keyword arguments as ``wscore.connect``."""
+            ping_timeout: Optional[float] = None, deliver_control: bool = False) -> _Connect:
+    """Opens a client connection to ``url`` (ws:// or wss://)::
+
+        async with wscore.asyncio.connect("ws://127.0.0.1:9001/") as ws:
+            await ws.send("hi")
+            print(await ws.recv())
+
+        ws = await wscore.asyncio.connect(url)   # without the context manager: ws.release() at the end
+
+    The opening handshake runs in the default executor. Keyword arguments as for
+    ``wscore.connect``; errors likewise (InvalidURL, ConnectError, TimeoutError,
+    HandshakeError with ``.status``, TLSError)."""
     return _Connect(url, dict(headers=headers, subprotocols=subprotocols, ssl=ssl, timeout=timeout,
                               close_timeout=close_timeout, max_message_size=max_message_size,
                               send_queue_limit=send_queue_limit, ping_interval=ping_interval,
-                              ping_timeout=ping_timeout))
+                              ping_timeout=ping_timeout, deliver_control=deliver_control))
 
 
 class Server:
-    """An asyncio WebSocket server: one task per connection on the running loop."""
+    """An asyncio WebSocket server: one task per connection on the running loop.
+
+    ``close()`` stops accepting and closes every connection with 1001;
+    ``await wait_closed()`` then waits for the handlers. ``async with`` does both."""
 
     def __init__(self, handler: Callable[[WebSocket], Awaitable[None]], srv):
         self._handler = handler
@@ -168,17 +285,27 @@ class Server:
         self._closed = _asyncio.Event()
         self._accept_task = _asyncio.get_running_loop().create_task(self._accept_loop())
 
+    def fileno(self) -> int:
+        """The descriptor the loop watches (readable when there is something to take)."""
+        return self._fd
+
     async def _accept_loop(self) -> None:
+        loop = _asyncio.get_running_loop()
         out = ffi.new("ws_conn **")
         while True:
             rc = lib.ws_accept(self._srv, out, 0)
             if rc == 0:
                 ws = WebSocket(_SyncWebSocket(out[0]))
-                t = _asyncio.get_running_loop().create_task(self._run(ws))
+                t = loop.create_task(self._run(ws))
                 self._tasks.add(t)
                 t.add_done_callback(self._tasks.discard)
             elif rc == _lib.WS_EAGAIN:
-                await _readable(self._fd)
+                fut = loop.create_future()
+                loop.add_reader(self._fd, lambda: fut.done() or fut.set_result(None))
+                try:
+                    await fut
+                finally:
+                    loop.remove_reader(self._fd)
             else:
                 break  # WS_ECANCELED: closed
 
@@ -196,11 +323,13 @@ class Server:
             ws.release()
 
     def close(self) -> None:
-        """Stops accepting and closes every connection with 1001."""
-        lib.ws_server_close(self._srv)
+        """Stops accepting and closes every connection with 1001. Idempotent."""
+        if self._srv is not None:
+            lib.ws_server_close(self._srv)
         self._closed.set()
 
     async def wait_closed(self) -> None:
+        """Waits for close() and then for every connection's handler to end."""
         await self._closed.wait()
         await _asyncio.gather(self._accept_task, *list(self._tasks), return_exceptions=True)
 
@@ -221,11 +350,26 @@ class Server:
 async def serve(handler: Callable[[WebSocket], Awaitable[None]], host: str = "127.0.0.1",
                 port: int = 0, *, subprotocols: Optional[Sequence[str]] = None,
                 origins: Optional[Sequence[str]] = None, headers=None, ssl: Optional[Mapping] = None,
-                max_message_size: Optional[int] = None, close_timeout: Optional[float] = 5.0,
+                max_message_size: Optional[int] = None, handshake_timeout: Optional[float] = None,
+                close_timeout: Optional[float] = 5.0, send_queue_limit: Optional[int] = None,
                 ping_interval: Optional[float] = None, ping_timeout: Optional[float] = None) -> Server:
-    """Listens and runs ``await handler(ws)`` as a task per connection."""
+    """Listens on host:port (0 picks a free port: ``server.port``) and runs
+    ``await handler(ws)`` as a task per connection on the running loop::
+
+        async def echo(ws):
+            async for msg in ws:
+                await ws.send(msg)
+
+        server = await wscore.asyncio.serve(echo, "127.0.0.1", 9001)
+        ...
+        server.close()
+        await server.wait_closed()
+
+    The connection closes with 1000 when the handler returns, 1011 when it
+    raises. Keyword arguments as for ``wscore.serve``."""
     opts = _async_options(subprotocols=subprotocols, origins=origins, headers=headers, ssl=ssl,
-                          max_message_size=max_message_size, close_timeout=close_timeout,
+                          max_message_size=max_message_size, handshake_timeout=handshake_timeout,
+                          close_timeout=close_timeout, send_queue_limit=send_queue_limit,
                           ping_interval=ping_interval, ping_timeout=ping_timeout)
     out = ffi.new("ws_server **")
     _check(lib.ws_listen(host.encode(), int(port), opts, out), f"listen on {host}:{port}")

@@ -571,6 +571,74 @@ void deliver(ws_conn* c, int type, const uint8_t* data, size_t len, uint8_t* own
   c->cv.notify_all();
 }
 
+// One event of the session, from feed() or feed_in_place().
+void on_event(ws_conn* c, proto::Event& ev) {
+  switch (ev.type) {
+    case proto::EventType::none:
+      break;
+    case proto::EventType::message:
+      // Pull mode: a big joined message changes hands without a copy.
+      deliver(c, ev.is_text ? WS_TEXT : WS_BINARY, ev.data, ev.size,
+              c->opts->callback_mode ? nullptr : c->session->take_message(ev));
+      break;
+    case proto::EventType::ping:
+      if (c->opts->deliver_control) deliver(c, WS_PING, ev.data, ev.size);
+      break;
+    case proto::EventType::pong:
+      if (c->opts->deliver_control) deliver(c, WS_PONG, ev.data, ev.size);
+      break;
+    case proto::EventType::close: {
+      {
+        std::lock_guard<std::mutex> g(c->mu);
+        if (ev.failed) {
+          c->close_code = ev.close_code;
+          c->error_detail = std::string(ev.close_reason);
+        } else {
+          c->close_code = ev.close_code;
+          c->close_reason.assign(ev.close_reason);
+          c->peer_close_received = true;
+        }
+      }
+      if (c->session->pending_close()) {
+        bool unread;
+        {
+          std::lock_guard<std::mutex> g(c->mu);
+          // Not caught up: a message was delivered that the application has
+          // not come back from yet (it may be about to answer it).
+          unread = !c->app_caught_up;
+          c->close_pending = unread;
+          c->update_fd_locked();
+        }
+        if (unread) {
+          // The application reads the messages before the close first and
+          // may answer them (the state stays OPEN for that); its next
+          // ws_receive (or the close timeout) sends the close.
+          uv_read_stop(reinterpret_cast<uv_stream_t*>(&c->tcp));
+          uv_timer_stop(&c->timer);
+          uv_timer_start(&c->timer, on_commit_timeout, static_cast<uint64_t>(std::max(c->opts->close_timeout, 1)), 0);
+          break;
+        }
+        // Behind whatever the application already queued (replies to earlier
+        // messages); at once when nothing is.
+        bool queued;
+        {
+          std::lock_guard<std::mutex> g(c->mu);
+          queued = !c->sendq.empty();
+        }
+        if (queued)
+          enqueue(c, Cmd{Cmd::commit_close});
+        else
+          commit_close(c);
+        break;  // commit_close moves to CLOSING and bounds the close
+      }
+      c->state = WS_STATE_CLOSING;
+      // Bound the wait for the peer's FIN / our flush.
+      uv_timer_start(&c->timer, on_close_timeout, static_cast<uint64_t>(std::max(c->opts->close_timeout, 1)), 0);
+      break;
+    }
+  }
+}
+
 void feed(ws_conn* c, uint8_t* data, size_t len) {
   c->last_rx = Clock::now();
   // Replies sent from on_message go out together, in one write after the
@@ -580,77 +648,40 @@ void feed(ws_conn* c, uint8_t* data, size_t len) {
   while (pos < len && !c->transport_closing) {
     proto::Event ev;
     pos += c->session->receive(data + pos, len - pos, ev);
-    switch (ev.type) {
-      case proto::EventType::none:
-        break;
-      case proto::EventType::message:
-        // Pull mode: a big joined message changes hands without a copy.
-        deliver(c, ev.is_text ? WS_TEXT : WS_BINARY, ev.data, ev.size,
-                c->opts->callback_mode ? nullptr : c->session->take_message(ev));
-        break;
-      case proto::EventType::ping:
-        if (c->opts->deliver_control) deliver(c, WS_PING, ev.data, ev.size);
-        break;
-      case proto::EventType::pong:
-        if (c->opts->deliver_control) deliver(c, WS_PONG, ev.data, ev.size);
-        break;
-      case proto::EventType::close: {
-        {
-          std::lock_guard<std::mutex> g(c->mu);
-          if (ev.failed) {
-            c->close_code = ev.close_code;
-            c->error_detail = std::string(ev.close_reason);
-          } else {
-            c->close_code = ev.close_code;
-            c->close_reason.assign(ev.close_reason);
-            c->peer_close_received = true;
-          }
-        }
-        if (c->session->pending_close()) {
-          bool unread;
-          {
-            std::lock_guard<std::mutex> g(c->mu);
-            // Not caught up: a message was delivered that the application has
-            // not come back from yet (it may be about to answer it).
-            unread = !c->app_caught_up;
-            c->close_pending = unread;
-            c->update_fd_locked();
-          }
-          if (unread) {
-            // The application reads the messages before the close first and
-            // may answer them (the state stays OPEN for that); its next
-            // ws_receive (or the close timeout) sends the close.
-            uv_read_stop(reinterpret_cast<uv_stream_t*>(&c->tcp));
-            uv_timer_stop(&c->timer);
-            uv_timer_start(&c->timer, on_commit_timeout, static_cast<uint64_t>(std::max(c->opts->close_timeout, 1)), 0);
-            break;
-          }
-          // Behind whatever the application already queued (replies to earlier
-          // messages); at once when nothing is.
-          bool queued;
-          {
-            std::lock_guard<std::mutex> g(c->mu);
-            queued = !c->sendq.empty();
-          }
-          if (queued)
-            enqueue(c, Cmd{Cmd::commit_close});
-          else
-            commit_close(c);
-          break;  // commit_close moves to CLOSING and bounds the close
-        }
-        c->state = WS_STATE_CLOSING;
-        // Bound the wait for the peer's FIN / our flush.
-        uv_timer_start(&c->timer, on_close_timeout, static_cast<uint64_t>(std::max(c->opts->close_timeout, 1)), 0);
-        break;
-      }
-    }
+    on_event(c, ev);
     if (c->session->state() == proto::State::closed) break;
   }
   c->in_feed = false;
   flush(c);
 }
 
+// n bytes of a large payload were read into the session's payload window.
+void feed_in_place(ws_conn* c, size_t n) {
+  c->last_rx = Clock::now();
+  c->in_feed = true;
+  proto::Event ev;
+  c->session->receive_in_place(n, ev);
+  on_event(c, ev);
+  c->in_feed = false;
+  flush(c);
+}
+
+// Reads of at least this much payload go straight into the message being
+// assembled (one copy less); smaller ones into the loop's buffer, where
+// several frames are parsed per read.
+constexpr size_t kReadInPlaceMin = 64u << 10;
+
 void on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
+  ws_conn* c = static_cast<ws_conn*>(h->data);
+  c->read_in_place = false;
+  if (c->phase == Phase::open && c->session && !c->tls_engine && !c->lingering && !c->transport_closing) {
+    size_t room;
+    if (uint8_t* w = c->session->payload_window(kReadInPlaceMin, &room)) {
+      c->read_in_place = true;
+      *buf = uv_buf_init(reinterpret_cast<char*>(w), static_cast<unsigned>(std::min<size_t>(room, 1u << 30)));
+      return;
+    }
+  }
   *buf = uv_buf_init(net::Loop::of(h->loop)->read_buffer(), net::Loop::kReadBufferSize);
 }
 
@@ -725,6 +756,13 @@ void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
   if (c->lingering) {  // discarded; the peer's FIN (or an error) ends the linger
     if (nread < 0) end_linger(c);
     return;
+  }
+  if (c->read_in_place) {
+    c->read_in_place = false;
+    if (nread > 0) {
+      feed_in_place(c, static_cast<size_t>(nread));
+      return;
+    }
   }
   if (nread == 0) return;
   if (nread < 0) {

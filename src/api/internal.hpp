@@ -150,6 +150,7 @@ struct ws_conn {
   bool transport_closing = false;
   bool in_feed = false;            // feed() is delivering: sends from its callbacks batch up
   bool lingering = false;          // closed for the application; TCP waits for the peer's FIN
+  bool read_in_place = false;      // on_alloc lent the session's payload window to this read
   std::unique_ptr<wscore::proto::Session> session;
   // wss: the transport filter between the socket and everything above it
   // (plaintext in and out; the HTTP upgrade and the frames ride inside).

@@ -188,6 +188,32 @@ size_t Session::receive(uint8_t* data, size_t len, Event& ev) {
   return pos;
 }
 
+uint8_t* Session::payload_window(size_t min, size_t* room) {
+  *room = 0;
+  if (state_ == State::closed || close_received_ || !in_payload_ || remaining_ < min || remaining_ == 0)
+    return nullptr;
+  if (is_control(dec_.header().opcode)) return nullptr;
+  size_t want = static_cast<size_t>(std::min<uint64_t>(remaining_, kUpfrontReserve));
+  msg_.reserve(msg_.size() + want);
+  *room = want;
+  return msg_.data() + msg_.size();
+}
+
+size_t Session::receive_in_place(size_t n, Event& ev) {
+  ev = Event{};
+  if (state_ == State::closed || close_received_ || n == 0) return n;
+  const FrameHeader& h = dec_.header();
+  uint8_t* p = msg_.extend(n);  // already there: the window's capacity was reserved
+  if (h.masked) mask_off_ = mask_bytes(p, n, h.mask, mask_off_);
+  if (rx_msg_op_ == Opcode::text && rx_utf8_.feed(p, n) != Utf8Validator::npos) {
+    ev = fail_connection(1007, "text message is not valid UTF-8");
+    return n;
+  }
+  remaining_ -= n;
+  if (remaining_ == 0) frame_end(ev);
+  return n;
+}
+
 // The current frame's payload is complete. Returns true when it produced an event.
 bool Session::frame_end(Event& ev) {
   const FrameHeader h = dec_.header();

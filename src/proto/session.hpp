@@ -83,6 +83,19 @@ class Session {
   // close frame is ignored likewise.
   size_t receive(uint8_t* data, size_t len, Event& ev);
 
+  // Large payloads straight from the socket. While a data frame's payload is
+  // arriving and at least `min` bytes of it are still to come: where its next
+  // bytes go in the message being assembled, and (*room) how many may go
+  // there, never past the frame's end. The caller reads at most that many
+  // bytes there and hands them over with receive_in_place(). nullptr when it
+  // should read into a buffer of its own and call receive() instead. Any other
+  // call on the session in between voids the window.
+  uint8_t* payload_window(size_t min, size_t* room);
+  // n (<= *room) bytes were written at the window: unmasked, validated and
+  // taken exactly as receive() takes them, with the event (if any) it would
+  // give. Returns n.
+  size_t receive_in_place(size_t n, Event& ev);
+
   // ---- send side: each call appends encoded frames to the output buffer ----
   // A whole message (opcode text or binary).
   // Text is validated unless the caller says it did that (Utf8Checked::yes).

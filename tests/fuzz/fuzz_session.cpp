@@ -3,8 +3,10 @@
 // fed in fuzzer-chosen chunks and all at once. It must never crash or stall,
 // must stay closed once closed, and both feeds must give the same events
 // (and, for the server whose frames are unmasked, the same output).
+#include <algorithm>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -72,6 +74,46 @@ static std::vector<Rec> feed(Session& s, std::vector<uint8_t> buf, size_t chunk,
   return evs;
 }
 
+// The same bytes, but every payload byte that payload_window() accepts is
+// written there and handed over with receive_in_place(), as the transport
+// does for large payloads.
+static std::vector<Rec> feed_in_place(Session& s, const std::vector<uint8_t>& in, size_t chunk, size_t min) {
+  std::vector<Rec> evs;
+  std::vector<uint8_t> buf(in);
+  size_t pos = 0;
+  auto record = [&](const Event& ev) {
+    if (ev.type == EventType::none) return;
+    std::string d = ev.type == EventType::close ? std::string(ev.close_reason)
+                                                : std::string(reinterpret_cast<const char*>(ev.data), ev.size);
+    evs.push_back({ev.type, ev.is_text, ev.failed, ev.close_code, std::move(d)});
+  };
+  while (pos < buf.size()) {
+    size_t room = 0;
+    if (uint8_t* w = s.payload_window(min, &room)) {
+      if (room == 0) std::abort();
+      size_t n = std::min({room, chunk, buf.size() - pos});
+      std::memcpy(w, buf.data() + pos, n);
+      Event ev;
+      if (s.receive_in_place(n, ev) != n) std::abort();
+      record(ev);
+      pos += n;
+      continue;
+    }
+    size_t n = std::min(chunk, buf.size() - pos);
+    size_t off = 0;
+    while (off < n) {
+      Event ev;
+      size_t used = s.receive(buf.data() + pos + off, n - off, ev);
+      if (used == 0 && ev.type == EventType::none) std::abort();
+      off += used;
+      record(ev);
+      if (ev.type == EventType::none) break;  // the rest of this chunk is a partial frame... or more payload
+    }
+    pos += off;
+  }
+  return evs;
+}
+
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 2) return 0;
   SessionConfig c;
@@ -85,6 +127,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   auto ea = feed(a, in, chunk, c.max_message_size, &out_a);
   auto eb = feed(b, in, in.size() + 1, c.max_message_size, &out_b);
   if (!(ea == eb)) std::abort();
+  Session d(c);
+  auto ed = feed_in_place(d, in, chunk, 1 + (data[1] & 7));
+  if (!(ea == ed)) std::abort();
+  if (a.state() != d.state()) std::abort();
   if (a.state() != b.state()) std::abort();
   if (c.role == Role::server && out_a != out_b) std::abort();
   return 0;

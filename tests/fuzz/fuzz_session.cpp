@@ -111,6 +111,7 @@ static std::vector<Rec> feed_in_place(Session& s, const std::vector<uint8_t>& in
     }
     pos += off;
   }
+  if (s.pending_close()) s.commit_close();  // as feed() does
   return evs;
 }
 

@@ -5,5 +5,7 @@
 set -eu
 fuzzer=$1 work=$2 seeds=$3 secs=$4
 mkdir -p "$work"
-exec "$fuzzer" -max_total_time="$secs" -print_final_stats=1 -timeout=10 -rss_limit_mb=2048 \
+# -error_exitcode=1: libFuzzer's default (77) is meson's "skipped", which would
+# hide a crash as a skip.
+exec "$fuzzer" -max_total_time="$secs" -print_final_stats=1 -timeout=10 -rss_limit_mb=2048 -error_exitcode=1 \
   "$work" "$seeds"

@@ -36,6 +36,12 @@ class Buffer {
     p_ = static_cast<uint8_t*>(q);
     cap_ = n;
   }
+  // Room for at least n bytes, growing by half at least: many small
+  // requests (a message in thousands of fragments) cost amortised O(1) each,
+  // not a reallocation each.
+  void ensure(size_t n) {
+    if (n > cap_) reserve(n > cap_ + cap_ / 2 ? n : cap_ + cap_ / 2);
+  }
   // n more bytes at the end, uninitialised: the caller fills them.
   uint8_t* extend(size_t n) {
     if (cap_ - size_ < n) reserve(size_ + (n > size_ ? n : size_));  // at least doubles

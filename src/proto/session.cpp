@@ -122,7 +122,7 @@ size_t Session::receive(uint8_t* data, size_t len, Event& ev) {
         msg_size_ += h.length;
         // Unless it all lies in the caller's buffer (zero copy below).
         if (len - pos < h.length || !h.fin || h.opcode == Opcode::continuation)
-          msg_.reserve(static_cast<size_t>(std::min<uint64_t>(msg_size_, msg_.size() + kUpfrontReserve)));
+          msg_.ensure(static_cast<size_t>(std::min<uint64_t>(msg_size_, msg_.size() + kUpfrontReserve)));
       }
       remaining_ = h.length;
       mask_off_ = 0;
@@ -194,7 +194,7 @@ uint8_t* Session::payload_window(size_t min, size_t* room) {
     return nullptr;
   if (is_control(dec_.header().opcode)) return nullptr;
   size_t want = static_cast<size_t>(std::min<uint64_t>(remaining_, kUpfrontReserve));
-  msg_.reserve(msg_.size() + want);
+  msg_.ensure(msg_.size() + want);
   *room = want;
   return msg_.data() + msg_.size();
 }

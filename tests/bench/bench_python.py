@@ -535,31 +535,24 @@ def main():
         return 0
     a.load_start = " ".join(open("/proc/loadavg").read().split()[:3])
     pick = lambda scen: [s for s in scen if not a.scenario or s[0][0] in a.scenario]  # noqa: E731
-    srows, crows = {}, {}
-    if a.only in (None, "server"):
-        for name, conns, inflight, size in pick(SERVER_SCENARIOS):
-            kinds = [k for k in SERVER_KINDS if not a.kind or k in a.kind]
+    def run_role(role, scenarios, all_kinds, measure):
+        rows = {}
+        for name, conns, inflight, size in pick(scenarios):
+            kinds = [k for k in all_kinds if not a.kind or k in a.kind]
             # Interleaved (run 1 of each, run 2 of each, ...): drift in the machine's
             # load falls on every implementation alike.
             per = {k: [] for k in kinds}
             for _ in range(a.runs):
                 for kind in kinds:
-                    per[kind].append(retried(measure_server, a.build, kind, conns, inflight, size, a.seconds))
+                    per[kind].append(retried(measure, a.build, kind, conns, inflight, size, a.seconds))
             for kind, runs in per.items():
-                srows[(name, kind)] = medians(runs)
-                print("server", name, kind, {k: round(v, 2) for k, v in srows[(name, kind)].items()},
+                rows[(name, kind)] = medians(runs)
+                print(role, name, kind, {k: round(v, 2) for k, v in rows[(name, kind)].items()},
                       "runs:", [int(r["msgs_per_s"]) for r in runs], flush=True)
-    if a.only in (None, "client"):
-        for name, conns, inflight, size in pick(CLIENT_SCENARIOS):
-            kinds = [k for k in CLIENT_KINDS if not a.kind or k in a.kind]
-            per = {k: [] for k in kinds}
-            for _ in range(a.runs):
-                for kind in kinds:
-                    per[kind].append(retried(measure_client, a.build, kind, conns, inflight, size, a.seconds))
-            for kind, runs in per.items():
-                crows[(name, kind)] = medians(runs)
-                print("client", name, kind, {k: round(v, 2) for k, v in crows[(name, kind)].items()},
-                      "runs:", [int(r["msgs_per_s"]) for r in runs], flush=True)
+        return rows
+
+    srows = run_role("server", SERVER_SCENARIOS, SERVER_KINDS, measure_server) if a.only in (None, "server") else {}
+    crows = run_role("client", CLIENT_SCENARIOS, CLIENT_KINDS, measure_client) if a.only in (None, "client") else {}
     calls_rows = calls(a.build) if a.only is None and not a.scenario and not a.kind else None
     report = render(srows, crows, a, calls_rows)
     print(report)

@@ -180,17 +180,23 @@ def split_top(s):
     return parts
 
 
-def balanced(text, start):
-    """text[start] == '('; the content up to the matching ')'."""
+def close_paren(text, start):
+    """text[start] == '('; the index of the matching ')', len(text) if none."""
     depth = 0
     for i in range(start, len(text)):
-        if text[i] == "(":
-            depth += 1
-        elif text[i] == ")":
-            depth -= 1
-            if depth == 0:
-                return text[start + 1: i]
-    raise ValueError("unbalanced parentheses")
+        depth += text[i] == "("
+        depth -= text[i] == ")"
+        if depth == 0:
+            return i
+    return len(text)
+
+
+def balanced(text, start):
+    """text[start] == '('; the content up to the matching ')'."""
+    end = close_paren(text, start)
+    if end == len(text):
+        raise ValueError("unbalanced parentheses")
+    return text[start + 1: end]
 
 
 def with_interpolations(raw):
@@ -200,13 +206,7 @@ def with_interpolations(raw):
     for m in re.finditer(r"\$\(", raw):
         if text[m.start()] != " ":
             continue  # not inside a string
-        depth, i = 0, m.start() + 1
-        while i < len(raw):
-            depth += raw[i] == "("
-            depth -= raw[i] == ")"
-            if depth == 0:
-                break
-            i += 1
+        i = close_paren(raw, m.start() + 1)
         text[m.start() + 1: i + 1] = raw[m.start() + 1: i + 1]
     return "".join(text)
 
@@ -247,13 +247,7 @@ def preserve_spans(text):
         c = re.compile(r"\s*((?:[A-Za-z_]\w*\.)*@?[A-Za-z_]\w*!?)\(").match(text, m.end())
         if c is None:
             continue  # preserves nothing we can see
-        depth, i = 0, c.end() - 1
-        while i < len(text):
-            depth += text[i] == "("
-            depth -= text[i] == ")"
-            if depth == 0:
-                break
-            i += 1
+        i = close_paren(text, c.end() - 1)
         spans.append((set(names), c.start(1), i + 1))
     return spans
 

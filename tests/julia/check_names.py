@@ -22,7 +22,7 @@ import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from check_ccalls import blank_julia, split_top, with_interpolations  # noqa: E402
+from check_ccalls import blank_julia, close_paren, split_top, with_interpolations  # noqa: E402
 
 # Julia 1.10: Base (and Core) functions, types used as constructors, and macros.
 KNOWN = set("""
@@ -94,15 +94,8 @@ def defined_and_local(text):
         names |= set(re.findall(rf"@?{IDENT}", m.group(1)))
     # Locals: function parameters, do/-> arguments, loop variables, assignments.
     for m in re.finditer(rf"\bfunction\s+(?:\w+\.)?{IDENT}\s*\(", text):
-        depth, i = 0, m.end() - 1
-        start = i
-        while i < len(text):
-            depth += text[i] == "("
-            depth -= text[i] == ")"
-            if depth == 0:
-                break
-            i += 1
-        names |= params_of(text[start + 1: i])
+        start = m.end() - 1
+        names |= params_of(text[start + 1: close_paren(text, start)])
     for m in re.finditer(r"\bdo\s+([\w\s,()]+?)\s*$", text, flags=re.M):
         names |= set(re.findall(IDENT, m.group(1)))
     ids = rf"{IDENT}(?:\s*,\s*{IDENT})*"

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cassert>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -123,10 +124,11 @@ void on_write(uv_write_t* req, int status) {
   api::conn_release(c);
 }
 
-// Writes socket bytes (the pieces in order) in order with everything written
-// before: at once if the socket takes them, and what it does not take is
-// copied and queued.
+// Writes socket bytes (1 or 2 pieces, in order) in order with everything
+// written before: at once if the socket takes them, and what it does not take
+// is copied and queued.
 void write_wire(ws_conn* c, const uint8_t* const* data, const size_t* lens, int pieces) {
+  assert(pieces >= 1 && pieces <= 2);
   size_t len = 0;
   for (int i = 0; i < pieces; i++) len += lens[i];
   if (len == 0 || c->transport_closing) return;
@@ -1060,19 +1062,22 @@ int send_data(ws_conn* c, const void* data, size_t len, int type, bool fragment,
   }
   int rc = wait_for_room(c);
   if (rc != WS_OK) return rc;
-  if (fragment) {
+  auto sent_fragment = [&] {  // the message in progress moves on only once the fragment is taken
+    if (!fragment) return;
     c->tx_utf8 = v;
     c->tx_frag_type = fin ? 0 : type;
-  }
+  };
   if (c->loop->on_loop_thread()) {
     // A callback's send: straight into the session, no command, no copy but
     // the frame's (and no write until feed() is done, see submit()).
     if (!c->session || c->transport_closing) return WS_ECLOSED;
     // Refused only when the library's own close went first (a protocol error's).
     if (frame_data(c, fragment, type, fragment ? fin != 0 : true, p, len) != proto::SendResult::ok) return WS_ESTATE;
+    sent_fragment();
     flush_unless_batching(c);
     return WS_OK;
   }
+  sent_fragment();
   Cmd cmd{fragment ? Cmd::fragment : Cmd::message};
   cmd.type = static_cast<uint8_t>(type);
   cmd.fin = fragment ? fin != 0 : true;

@@ -234,6 +234,37 @@ void flush(ws_conn* c) {
   }
 }
 
+// ---- the connection's timer ----
+
+// One timer per connection (handshake, close, held close, keepalive, linger),
+// on the loop's timer heap. Armed, it holds a reference to the connection.
+template <void (*Fn)(ws_conn*)>
+void timer_fired(net::Timer* t) {
+  ws_conn* c = static_cast<ws_conn*>(t->data);
+  Fn(c);  // may arm the timer again, with a reference of its own
+  api::conn_release(c);
+}
+
+template <void (*Fn)(ws_conn*)>
+void start_timer(ws_conn* c, uint64_t ms) {
+  if (!c->timer.armed()) api::conn_retain(c);
+  c->timer.cb = &timer_fired<Fn>;
+  c->timer.data = c;
+  c->loop->start_timer(&c->timer, ms);
+}
+
+// The caller holds a reference of its own (the timer's may be the last but one).
+void stop_timer(ws_conn* c) {
+  if (!c->timer.armed()) return;
+  c->loop->stop_timer(&c->timer);
+  api::conn_release(c);
+}
+
+void on_close_timeout(ws_conn* c);
+void start_close_timer(ws_conn* c) {
+  start_timer<on_close_timeout>(c, static_cast<uint64_t>(std::max(c->opts->close_timeout, 1)));
+}
+
 // ---- transport shutdown ----
 
 void notify_closed(ws_conn* c) {
@@ -262,10 +293,7 @@ void end_linger(ws_conn* c) {
   c->lingering = false;
   if (c->tcp_inited && !uv_is_closing(reinterpret_cast<uv_handle_t*>(&c->tcp)))
     uv_close(reinterpret_cast<uv_handle_t*>(&c->tcp), on_handle_closed);
-  if (c->timer_inited && !uv_is_closing(reinterpret_cast<uv_handle_t*>(&c->timer))) {
-    uv_timer_stop(&c->timer);
-    uv_close(reinterpret_cast<uv_handle_t*>(&c->timer), on_handle_closed);
-  }
+  stop_timer(c);
 }
 
 // We close first while the peer may still be sending (it broke the protocol,
@@ -275,7 +303,6 @@ void end_linger(ws_conn* c) {
 // the peer's FIN or kLingerMs, then close. False when that cannot be done.
 bool start_linger(ws_conn* c) {
   auto* stream = reinterpret_cast<uv_stream_t*>(&c->tcp);
-  if (!c->timer_inited || uv_is_closing(reinterpret_cast<uv_handle_t*>(&c->timer))) return false;
   auto* req = new uv_shutdown_t;
   if (uv_shutdown(req, stream, [](uv_shutdown_t* r, int) { delete r; }) != 0) {
     delete req;
@@ -283,9 +310,7 @@ bool start_linger(ws_conn* c) {
   }
   c->lingering = true;
   uv_read_start(stream, on_alloc, on_read);  // it may be reading already
-  uv_timer_stop(&c->timer);
-  uv_timer_start(&c->timer, [](uv_timer_t* t) { end_linger(static_cast<ws_conn*>(t->data)); },
-                 static_cast<uint64_t>(std::min(kLingerMs, std::max(c->opts->close_timeout, 1))), 0);
+  start_timer<end_linger>(c, static_cast<uint64_t>(std::min(kLingerMs, std::max(c->opts->close_timeout, 1))));
   return true;
 }
 
@@ -303,10 +328,7 @@ void close_transport(ws_conn* c, int code_if_unset, const char* why, bool linger
     uv_read_stop(reinterpret_cast<uv_stream_t*>(&c->tcp));
     uv_close(reinterpret_cast<uv_handle_t*>(&c->tcp), on_handle_closed);
   }
-  if (c->timer_inited && !c->lingering && !uv_is_closing(reinterpret_cast<uv_handle_t*>(&c->timer))) {
-    uv_timer_stop(&c->timer);
-    uv_close(reinterpret_cast<uv_handle_t*>(&c->timer), on_handle_closed);
-  }
+  if (!c->lingering) stop_timer(c);
   bool was_open = c->open_notified;
   notify_closed(c);
   // In callback mode the library owned the connection since on_open.
@@ -320,8 +342,7 @@ void on_handle_closed(uv_handle_t* h) {
 
 // ---- timers ----
 
-void on_close_timeout(uv_timer_t* t) {
-  ws_conn* c = static_cast<ws_conn*>(t->data);
+void on_close_timeout(ws_conn* c) {
   api::log(WS_LOG_INFO, "close handshake timed out with %s", c->peer.c_str());
   close_transport(c, WS_CLOSE_ABNORMAL, "the peer did not answer the close in time");
 }
@@ -332,20 +353,24 @@ void commit_close(ws_conn* c) {
   if (!c->session || !c->session->pending_close() || c->transport_closing) return;
   c->session->commit_close();
   c->state = WS_STATE_CLOSING;
-  uv_timer_stop(&c->timer);
-  uv_timer_start(&c->timer, on_close_timeout, static_cast<uint64_t>(std::max(c->opts->close_timeout, 1)), 0);
+  start_close_timer(c);
   flush(c);
 }
 
-void on_commit_timeout(uv_timer_t* t) { commit_close(static_cast<ws_conn*>(t->data)); }
-
-void on_handshake_timeout(uv_timer_t* t) {
-  ws_conn* c = static_cast<ws_conn*>(t->data);
+void on_handshake_timeout(ws_conn* c) {
   close_transport(c, WS_CLOSE_ABNORMAL, "handshake timed out");
 }
 
-void on_keepalive(uv_timer_t* t) {
-  ws_conn* c = static_cast<ws_conn*>(t->data);
+int keepalive_period(const ws_options& o) {
+  int period = 0;
+  if (o.keepalive_interval > 0) period = o.keepalive_interval;
+  if (o.idle_timeout > 0) period = period ? std::min(period, o.idle_timeout) : o.idle_timeout;
+  return period <= 0 ? 0 : std::max(period / 2, 10);
+}
+
+void start_keepalive(ws_conn* c);
+
+void on_keepalive(ws_conn* c) {
   if (!c->session || c->phase != Phase::open) return;
   const ws_options& o = *c->opts;
   auto idle = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - c->last_rx).count();
@@ -361,16 +386,11 @@ void on_keepalive(uv_timer_t* t) {
     if (idle >= o.keepalive_interval && c->session->send_ping(nullptr, 0) == proto::SendResult::ok)
       flush(c);
   }
+  if (!c->transport_closing && !c->timer.armed()) start_keepalive(c);  // the next check
 }
 
 void start_keepalive(ws_conn* c) {
-  const ws_options& o = *c->opts;
-  int period = 0;
-  if (o.keepalive_interval > 0) period = o.keepalive_interval;
-  if (o.idle_timeout > 0) period = period ? std::min(period, o.idle_timeout) : o.idle_timeout;
-  if (period <= 0) return;
-  period = std::max(period / 2, 10);
-  uv_timer_start(&c->timer, on_keepalive, static_cast<uint64_t>(period), static_cast<uint64_t>(period));
+  if (int period = keepalive_period(*c->opts)) start_timer<on_keepalive>(c, static_cast<uint64_t>(period));
 }
 
 // ---- opening ----
@@ -392,7 +412,7 @@ void became_open(ws_conn* c, std::string leftover) {
   c->session = std::make_unique<proto::Session>(session_config(c));
   c->phase = Phase::open;
   c->last_rx = Clock::now();
-  uv_timer_stop(&c->timer);
+  stop_timer(c);
   start_keepalive(c);
   c->state = WS_STATE_OPEN;
   c->open_notified = true;
@@ -616,8 +636,7 @@ void on_event(ws_conn* c, proto::Event& ev) {
           // may answer them (the state stays OPEN for that); its next
           // ws_receive (or the close timeout) sends the close.
           uv_read_stop(reinterpret_cast<uv_stream_t*>(&c->tcp));
-          uv_timer_stop(&c->timer);
-          uv_timer_start(&c->timer, on_commit_timeout, static_cast<uint64_t>(std::max(c->opts->close_timeout, 1)), 0);
+          start_timer<commit_close>(c, static_cast<uint64_t>(std::max(c->opts->close_timeout, 1)));
           break;
         }
         // Behind whatever the application already queued (replies to earlier
@@ -635,7 +654,7 @@ void on_event(ws_conn* c, proto::Event& ev) {
       }
       c->state = WS_STATE_CLOSING;
       // Bound the wait for the peer's FIN / our flush.
-      uv_timer_start(&c->timer, on_close_timeout, static_cast<uint64_t>(std::max(c->opts->close_timeout, 1)), 0);
+      start_close_timer(c);
       break;
     }
   }
@@ -880,11 +899,6 @@ void on_resolved(uv_getaddrinfo_t* req, int status, struct addrinfo* res) {
 }
 
 void start_open(ws_conn* c) {
-  // The timer lives as long as the connection (handshake, close and keepalive timers).
-  uv_timer_init(c->loop->uv(), &c->timer);
-  c->timer.data = c;
-  c->timer_inited = true;
-  api::conn_retain(c);
   auto* req = new uv_getaddrinfo_t;
   req->data = c;
   c->resolver = req;
@@ -954,8 +968,7 @@ void apply(ws_conn* c, Cmd& cmd) {
     case Cmd::close:
       if (c->session->send_close(cmd.code, cmd.data) == proto::SendResult::ok) {
         c->state = c->session->state() == proto::State::closed ? WS_STATE_CLOSED : WS_STATE_CLOSING;
-        uv_timer_stop(&c->timer);
-        uv_timer_start(&c->timer, on_close_timeout, static_cast<uint64_t>(std::max(c->opts->close_timeout, 1)), 0);
+        start_close_timer(c);
       }
       break;
     default: break;
@@ -1190,12 +1203,9 @@ void server_on_connection(Listener* l) {
   c->server = s;
   uv_tcp_init(l->loop->uv(), &c->tcp);
   c->tcp.data = c;
-  uv_timer_init(l->loop->uv(), &c->timer);
-  c->timer.data = c;
-  c->tcp_inited = c->timer_inited = true;
-  // The two handles hold the loop's references; the initial (user) reference
-  // is dropped here and re-taken by whoever gets the connection.
-  conn_retain(c);
+  c->tcp_inited = true;
+  // The tcp handle holds the initial reference until it is closed; whoever
+  // gets the connection (ws_accept, callback mode's on_open) takes its own.
   if (uv_accept(lst, reinterpret_cast<uv_stream_t*>(&c->tcp)) < 0) {
     close_transport(c, WS_CLOSE_ABNORMAL, "accept failed");
     return;
@@ -1217,7 +1227,7 @@ void server_on_connection(Listener* l) {
   }
   l->conns.insert(c);
   if (c->opts->handshake_timeout > 0)
-    uv_timer_start(&c->timer, on_handshake_timeout, static_cast<uint64_t>(c->opts->handshake_timeout), 0);
+    start_timer<on_handshake_timeout>(c, static_cast<uint64_t>(c->opts->handshake_timeout));
   uv_read_start(reinterpret_cast<uv_stream_t*>(&c->tcp), on_alloc, on_read);
 }
 

@@ -144,9 +144,8 @@ struct ws_conn {
   // ---- loop thread only ----
   wscore::api::Phase phase = wscore::api::Phase::connecting;
   uv_tcp_t tcp;
-  uv_timer_t timer;
-  bool tcp_inited = false;       // each initialised handle holds a reference until closed
-  bool timer_inited = false;
+  wscore::net::Timer timer;      // on the loop's heap; holds a reference while armed
+  bool tcp_inited = false;       // the initialised handle holds a reference until closed
   bool transport_closing = false;
   bool in_feed = false;            // feed() is delivering: sends from its callbacks batch up
   bool lingering = false;          // closed for the application; TCP waits for the peer's FIN

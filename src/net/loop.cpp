@@ -121,7 +121,10 @@ void Loop::release() {
     pool().loops[index_] = nullptr;
     pool().stopping.push_back(std::move(thread_));
   }
-  post([this] { uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr); });
+  post([this] {
+    uv_close(reinterpret_cast<uv_handle_t*>(&driver_), nullptr);
+    uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr);
+  });
 }
 
 Loop::Loop(size_t index) : index_(index), read_buf_(new char[kReadBufferSize]) {
@@ -129,6 +132,8 @@ Loop::Loop(size_t index) : index_(index), read_buf_(new char[kReadBufferSize]) {
   loop_.data = this;
   uv_async_init(&loop_, &async_, &Loop::on_async);
   async_.data = this;
+  uv_timer_init(&loop_, &driver_);
+  driver_.data = this;
   // Writes to a peer that vanished must return EPIPE, not kill the process.
   std::signal(SIGPIPE, SIG_IGN);
   std::promise<void> started;
@@ -160,6 +165,43 @@ void Loop::post(std::function<void()> fn) {
   queue_.push_back(std::move(fn));
   // Under the lock: the loop may finish and free itself as soon as fn ran.
   if (wake) uv_async_send(&async_);
+}
+
+void Loop::start_timer(Timer* t, uint64_t ms) {
+  timers_.arm(t, uv_now(&loop_) + (ms ? ms : 1));
+  if (!firing_) reschedule();
+}
+
+void Loop::stop_timer(Timer* t) {
+  if (!t->armed()) return;
+  timers_.disarm(t);
+  if (!firing_) reschedule();
+}
+
+// Points the driver at the earliest deadline (a restart only when it moved).
+void Loop::reschedule() {
+  Timer* top = timers_.top();
+  if (!top) {
+    if (driver_due_ != UINT64_MAX) uv_timer_stop(&driver_);
+    driver_due_ = UINT64_MAX;
+    return;
+  }
+  if (top->due == driver_due_) return;
+  uint64_t now = uv_now(&loop_);
+  uv_timer_start(&driver_, &Loop::on_timers, top->due > now ? top->due - now : 0, 0);
+  driver_due_ = top->due;
+}
+
+void Loop::on_timers(uv_timer_t* d) {
+  Loop* l = static_cast<Loop*>(d->data);
+  l->driver_due_ = UINT64_MAX;
+  uint64_t now = uv_now(&l->loop_);
+  // Timers armed by these callbacks are due 1 ms after `now` at the
+  // earliest, so this pass ends.
+  l->firing_ = true;
+  while (Timer* t = l->timers_.pop_due(now)) t->cb(t);
+  l->firing_ = false;
+  l->reschedule();
 }
 
 void Loop::on_async(uv_async_t* a) { static_cast<Loop*>(a->data)->drain(); }

@@ -15,6 +15,8 @@
 #include <thread>
 #include <vector>
 
+#include "net/timers.hpp"
+
 namespace wscore::net {
 
 class Loop {
@@ -41,10 +43,18 @@ class Loop {
   char* read_buffer() { return read_buf_.get(); }
   static constexpr size_t kReadBufferSize = 64 * 1024;
 
+  // Runs t->cb(t) once, `ms` milliseconds from the loop's current time (at
+  // least 1); moves t when it is armed already. Loop thread only, as is
+  // stop_timer. One uv_timer_t drives every timer of the loop.
+  void start_timer(Timer* t, uint64_t ms);
+  void stop_timer(Timer* t);
+
  private:
   explicit Loop(size_t index);
   ~Loop() = default;
   static void on_async(uv_async_t* a);
+  static void on_timers(uv_timer_t* d);
+  void reschedule();
   void drain();
   void run();
 
@@ -52,6 +62,10 @@ class Loop {
   size_t users_ = 0;  // under the pool's mutex
   uv_loop_t loop_;
   uv_async_t async_;
+  uv_timer_t driver_;
+  TimerHeap timers_;
+  uint64_t driver_due_ = UINT64_MAX;  // what driver_ is set for; UINT64_MAX: stopped
+  bool firing_ = false;
   std::mutex mu_;
   std::vector<std::function<void()>> queue_;
   std::vector<std::function<void()>> running_;

@@ -442,7 +442,7 @@ void finish_open_error(ws_conn* c, int err, const std::string& detail) {
     if (c->open_result != 1) return;
     c->error_detail = detail;
   }
-  if (c->resolver) uv_cancel(reinterpret_cast<uv_req_t*>(c->resolver));
+  if (c->client && c->client->resolver) uv_cancel(reinterpret_cast<uv_req_t*>(c->client->resolver));
   // Closed first, then published: the caller of ws_open sees a closed handle.
   close_transport(c, WS_CLOSE_ABNORMAL, detail.c_str());
   {
@@ -489,8 +489,7 @@ void server_handshake_data(ws_conn* c) {
   c->hs_in.clear();
   c->hs_in.shrink_to_fit();
   proto::UpgradeCheck chk = proto::check_upgrade(req);
-  c->request = std::move(req);
-  c->request.headers.shrink_to_fit();  // kept for the connection's life (ws_request_header)
+  c->head.assign(req.target, req.path, req.query, req.headers);  // kept for ws_request_header & co.
   if (!chk.ok) {
     send_error_and_close(c, chk.error_status, chk.error + "\n");
     return;
@@ -559,7 +558,7 @@ void client_handshake_data(ws_conn* c) {
     return;
   }
   c->http_status = resp.status;
-  c->resp_headers = resp.headers;
+  c->head.assign("", "", "", resp.headers);
   proto::ResponseCheck chk = proto::check_response(resp, c->hs_key, c->opts->subprotocols, "");
   if (!chk.ok) {
     finish_open_error(c, WS_EHANDSHAKE, chk.error);
@@ -813,7 +812,7 @@ void on_connect(uv_connect_t* req, int status) {
     return;
   }
   if (status < 0) {
-    c->connect_error = status;
+    c->client->connect_error = status;
     // This handle is spent: a new one for the next address.
     uv_close(reinterpret_cast<uv_handle_t*>(&c->tcp), [](uv_handle_t* h) {
       ws_conn* cc = static_cast<ws_conn*>(h->data);
@@ -828,17 +827,17 @@ void on_connect(uv_connect_t* req, int status) {
   record_peer(c);
   c->phase = Phase::handshake;
   proto::ClientRequestSpec spec;
-  spec.host_header = c->url.host_header;
-  spec.target = c->url.target;
+  spec.host_header = c->client->url.host_header;
+  spec.target = c->client->url.target;
   spec.key = c->hs_key = proto::generate_key();
   spec.subprotocols = c->opts->subprotocols;
   spec.extra = c->opts->headers;
   std::string reqs = proto::build_request(spec);
-  if (c->tls_ctx) {
+  if (c->client->tls_ctx) {
     // The request is held by the engine until the TLS handshake is done.
     c->tls_engine = std::make_unique<net::TlsEngine>();
     std::string err;
-    if (!c->tls_engine->init_client(*c->tls_ctx, c->url.host, &err)) {
+    if (!c->tls_engine->init_client(*c->client->tls_ctx, c->client->url.host, &err)) {
       c->tls_engine.reset();
       finish_open_error(c, WS_ETLS, "TLS: " + err);
       api::conn_release(c);
@@ -855,14 +854,14 @@ void try_connect(ws_conn* c) {
     std::lock_guard<std::mutex> g(c->mu);
     if (c->open_result != 1) return;
   }
-  if (!c->next_addr) {
-    int e = c->connect_error;
+  if (!c->client->next_addr) {
+    int e = c->client->connect_error;
     finish_open_error(c, e == UV_ECONNREFUSED ? WS_ECONNREFUSED : WS_ECONNECT,
-                      std::string("connect to ") + c->url.host + ": " + (e ? uv_strerror(e) : "no address"));
+                      std::string("connect to ") + c->client->url.host + ": " + (e ? uv_strerror(e) : "no address"));
     return;
   }
-  struct addrinfo* ai = c->next_addr;
-  c->next_addr = ai->ai_next;
+  struct addrinfo* ai = c->client->next_addr;
+  c->client->next_addr = ai->ai_next;
   uv_tcp_init(c->loop->uv(), &c->tcp);
   c->tcp.data = c;
   c->tcp_inited = true;
@@ -874,7 +873,7 @@ void try_connect(ws_conn* c) {
   if (rc < 0) {
     delete req;
     api::conn_release(c);
-    c->connect_error = rc;
+    c->client->connect_error = rc;
     uv_close(reinterpret_cast<uv_handle_t*>(&c->tcp), [](uv_handle_t* h) {
       ws_conn* cc = static_cast<ws_conn*>(h->data);
       cc->tcp_inited = false;
@@ -887,11 +886,11 @@ void try_connect(ws_conn* c) {
 void on_resolved(uv_getaddrinfo_t* req, int status, struct addrinfo* res) {
   ws_conn* c = static_cast<ws_conn*>(req->data);
   delete req;
-  c->resolver = nullptr;
-  c->addrs = res;
-  c->next_addr = res;
+  c->client->resolver = nullptr;
+  c->client->addrs = res;
+  c->client->next_addr = res;
   if (status < 0) {
-    finish_open_error(c, WS_ERESOLVE, "resolve " + c->url.host + ": " + uv_strerror(status));
+    finish_open_error(c, WS_ERESOLVE, "resolve " + c->client->url.host + ": " + uv_strerror(status));
   } else {
     try_connect(c);
   }
@@ -901,17 +900,17 @@ void on_resolved(uv_getaddrinfo_t* req, int status, struct addrinfo* res) {
 void start_open(ws_conn* c) {
   auto* req = new uv_getaddrinfo_t;
   req->data = c;
-  c->resolver = req;
+  c->client->resolver = req;
   struct addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
   hints.ai_protocol = IPPROTO_TCP;
   api::conn_retain(c);
-  std::string port = std::to_string(c->url.port);
-  int rc = uv_getaddrinfo(c->loop->uv(), req, on_resolved, c->url.host.c_str(), port.c_str(), &hints);
+  std::string port = std::to_string(c->client->url.port);
+  int rc = uv_getaddrinfo(c->loop->uv(), req, on_resolved, c->client->url.host.c_str(), port.c_str(), &hints);
   if (rc < 0) {
     delete req;
-    c->resolver = nullptr;
+    c->client->resolver = nullptr;
     api::conn_release(c);
     finish_open_error(c, WS_ERESOLVE, std::string("resolve: ") + uv_strerror(rc));
   }
@@ -1146,7 +1145,7 @@ void conn_release(ws_conn* c) {
   if (c->refs.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
   while (ws_message* m = c->inbox.pop()) ws_message_free(m);
   if (c->efd >= 0) close(c->efd);
-  if (c->addrs) uv_freeaddrinfo(c->addrs);
+  if (c->client && c->client->addrs) uv_freeaddrinfo(c->client->addrs);
   ws_server* s = c->server;
   net::Loop* loop = c->loop;
   delete c;
@@ -1268,7 +1267,8 @@ WS_EXTERN int ws_open(const char* url, const ws_options* opts, ws_conn** out) {
   auto o = std::make_shared<ws_options>(opts ? *opts : ws_options{});
   ws_conn* c = api::new_conn(o, false, net::Loop::acquire(0));
   if (!c) return WS_ESYS;
-  c->url = u;
+  c->client = std::make_unique<api::ClientSide>();
+  c->client->url = u;
   if (u.tls) {
     c->tls = true;
     net::TlsClientConfig cfg;
@@ -1293,7 +1293,7 @@ WS_EXTERN int ws_open(const char* url, const ws_options* opts, ws_conn** out) {
       *out = c;
       return WS_ETLS;
     }
-    c->tls_ctx = std::move(ctx);
+    c->client->tls_ctx = std::move(ctx);
   }
   c->phase = Phase::connecting;
   int timeout = o->connect_timeout;
@@ -1504,22 +1504,23 @@ WS_EXTERN const char* ws_subprotocol(const ws_conn* c) { return c ? c->subprotoc
 WS_EXTERN int ws_is_server(const ws_conn* c) { return c ? (c->is_server ? 1 : 0) : WS_EINVAL; }
 WS_EXTERN int ws_is_tls(const ws_conn* c) { return c ? (c->tls ? 1 : 0) : WS_EINVAL; }
 WS_EXTERN int ws_http_status(const ws_conn* c) { return c ? c->http_status : WS_EINVAL; }
-WS_EXTERN const char* ws_request_target(const ws_conn* c) { return c ? c->request.target.c_str() : nullptr; }
-WS_EXTERN const char* ws_request_path(const ws_conn* c) { return c ? c->request.path.c_str() : nullptr; }
-WS_EXTERN const char* ws_request_query(const ws_conn* c) { return c ? c->request.query.c_str() : nullptr; }
+WS_EXTERN const char* ws_request_target(const ws_conn* c) { return c ? c->head.target() : nullptr; }
+WS_EXTERN const char* ws_request_path(const ws_conn* c) { return c ? c->head.path() : nullptr; }
+WS_EXTERN const char* ws_request_query(const ws_conn* c) { return c ? c->head.query() : nullptr; }
 
 // A header's value; several of one name are joined with ", " into a string the
 // connection keeps (stable until ws_free).
-static const char* header_lookup(const ws_conn* c, const proto::Headers& h, const char* name) {
+static const char* header_lookup(const ws_conn* c, const char* name) {
   if (!name) return nullptr;
+  const api::HeadBlock& h = c->head;
   std::string joined;
   const char* first = nullptr;
-  size_t n = 0;
-  for (const auto& kv : h) {
-    if (strcasecmp(kv.first.c_str(), name) != 0) continue;
+  int n = 0;
+  for (int i = 0; i < h.count(); i++) {
+    if (strcasecmp(h.name(i), name) != 0) continue;
     if (n++) joined += ", ";
-    else first = kv.second.c_str();
-    joined += kv.second;
+    else first = h.value(i);
+    joined += h.value(i);
   }
   if (n <= 1) return first;
   ws_conn* m = const_cast<ws_conn*>(c);
@@ -1529,25 +1530,14 @@ static const char* header_lookup(const ws_conn* c, const proto::Headers& h, cons
 }
 
 WS_EXTERN const char* ws_request_header(const ws_conn* c, const char* name) {
-  return c && c->is_server ? header_lookup(c, c->request.headers, name) : nullptr;
+  return c && c->is_server ? header_lookup(c, name) : nullptr;
 }
 WS_EXTERN const char* ws_response_header(const ws_conn* c, const char* name) {
-  return c && !c->is_server ? header_lookup(c, c->resp_headers, name) : nullptr;
+  return c && !c->is_server ? header_lookup(c, name) : nullptr;
 }
-static const proto::Headers* conn_headers(const ws_conn* c) {
-  return c->is_server ? &c->request.headers : &c->resp_headers;
-}
-WS_EXTERN int ws_header_count(const ws_conn* c) {
-  return c ? static_cast<int>(conn_headers(c)->size()) : WS_EINVAL;
-}
-WS_EXTERN const char* ws_header_name(const ws_conn* c, int i) {
-  if (!c || i < 0 || static_cast<size_t>(i) >= conn_headers(c)->size()) return nullptr;
-  return (*conn_headers(c))[static_cast<size_t>(i)].first.c_str();
-}
-WS_EXTERN const char* ws_header_value(const ws_conn* c, int i) {
-  if (!c || i < 0 || static_cast<size_t>(i) >= conn_headers(c)->size()) return nullptr;
-  return (*conn_headers(c))[static_cast<size_t>(i)].second.c_str();
-}
+WS_EXTERN int ws_header_count(const ws_conn* c) { return c ? c->head.count() : WS_EINVAL; }
+WS_EXTERN const char* ws_header_name(const ws_conn* c, int i) { return c ? c->head.name(i) : nullptr; }
+WS_EXTERN const char* ws_header_value(const ws_conn* c, int i) { return c ? c->head.value(i) : nullptr; }
 WS_EXTERN const char* ws_peer_address(const ws_conn* c) { return c ? c->peer.c_str() : ""; }
 
 WS_EXTERN int ws_upgrade_accept(ws_conn* c, const char* subprotocol) {

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "api/headers.hpp"
 #include "net/loop.hpp"
 #include "net/tls.hpp"
 #include "net/url.hpp"
@@ -122,6 +123,30 @@ inline bool wait_until(std::condition_variable& cv, std::unique_lock<std::mutex>
 struct ws_server;
 
 namespace wscore::api {
+// What only a client connection needs, to open (a server's has none of it).
+struct ClientSide {
+  wscore::net::Url url;
+  std::shared_ptr<wscore::net::TlsContext> tls_ctx;  // wss
+  uv_getaddrinfo_t* resolver = nullptr;
+  struct addrinfo* addrs = nullptr;
+  struct addrinfo* next_addr = nullptr;
+  int connect_error = 0;
+};
+}  // namespace wscore::api
+
+namespace wscore::api {
+// A listener's open connections: linked through the connections themselves
+// (no node allocated per connection). Loop thread of the listener.
+class ConnList {
+ public:
+  inline void insert(ws_conn* c);
+  inline void erase(ws_conn* c);  // nothing when c is not in the list
+  inline std::vector<ws_conn*> snapshot() const;
+
+ private:
+  ws_conn* head_ = nullptr;
+};
+
 // One listening socket of a server, on its own loop (SO_REUSEPORT spreads
 // connections over a server's listeners). Its fields belong to that loop.
 struct Listener {
@@ -129,7 +154,7 @@ struct Listener {
   wscore::net::Loop* loop = nullptr;
   uv_tcp_t tcp;
   bool open = false;
-  std::set<ws_conn*> conns;  // every connection of this listener not yet closed
+  ConnList conns;  // every connection of this listener not yet closed
 };
 }  // namespace wscore::api
 
@@ -139,6 +164,9 @@ struct ws_conn {
   std::shared_ptr<const ws_options> opts;
   ws_server* server = nullptr;
   wscore::api::Listener* listener = nullptr;  // server side: the one that accepted it
+  ws_conn* list_prev = nullptr;  // in listener->conns (loop thread)
+  ws_conn* list_next = nullptr;
+  bool listed = false;
   bool is_server = false;
 
   // ---- loop thread only ----
@@ -159,13 +187,8 @@ struct ws_conn {
   bool close_cb_done = false;
   std::atomic<bool> drain_wanted{false};
   bool open_notified = false;
-  wscore::net::Url url;          // client
-  std::shared_ptr<wscore::net::TlsContext> tls_ctx;  // wss client
+  std::unique_ptr<wscore::api::ClientSide> client;  // clients only
   std::string hs_key;            // client: key sent; server: key received
-  uv_getaddrinfo_t* resolver = nullptr;
-  struct addrinfo* addrs = nullptr;
-  struct addrinfo* next_addr = nullptr;
-  int connect_error = 0;
   wscore::api::Clock::time_point last_rx;
 
   // ---- shared, under mu ----
@@ -197,8 +220,7 @@ struct ws_conn {
   bool close_started = false;
 
   // ---- handshake details: written by the loop before the handle is shared ----
-  wscore::proto::Request request;
-  wscore::proto::Headers resp_headers;
+  wscore::api::HeadBlock head;  // server: the request's target and headers; client: the response's headers
   wscore::proto::Headers upgrade_headers;  // manual upgrade: extra 101 headers
   std::vector<std::string> offered_subprotocols;  // server: the client's offers
   std::string subprotocol;
@@ -211,6 +233,29 @@ struct ws_conn {
 
   void update_fd_locked();
 };
+
+namespace wscore::api {
+void ConnList::insert(ws_conn* c) {
+  if (c->listed) return;
+  c->listed = true;
+  c->list_prev = nullptr;
+  c->list_next = head_;
+  if (head_) head_->list_prev = c;
+  head_ = c;
+}
+void ConnList::erase(ws_conn* c) {
+  if (!c->listed) return;
+  c->listed = false;
+  (c->list_prev ? c->list_prev->list_next : head_) = c->list_next;
+  if (c->list_next) c->list_next->list_prev = c->list_prev;
+  c->list_prev = c->list_next = nullptr;
+}
+std::vector<ws_conn*> ConnList::snapshot() const {
+  std::vector<ws_conn*> v;
+  for (ws_conn* c = head_; c; c = c->list_next) v.push_back(c);
+  return v;
+}
+}  // namespace wscore::api
 
 struct ws_server {
   std::atomic<int> refs{1};

@@ -62,7 +62,7 @@ void listener_shutdown(api::Listener* l) {
       api::server_release(static_cast<api::Listener*>(h->data)->server);
     });
   }
-  std::vector<ws_conn*> conns(l->conns.begin(), l->conns.end());
+  std::vector<ws_conn*> conns = l->conns.snapshot();
   for (ws_conn* c : conns) api::conn_shutdown(c, WS_CLOSE_GOING_AWAY, "server shutting down");
 }
 

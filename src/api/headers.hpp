@@ -1,0 +1,45 @@
+// A connection's handshake head, kept for its life (ws_request_header & co.)
+// in one allocation: the request target, path and query, then every header's
+// name and value, NUL-terminated, behind a table of their offsets. An idle
+// connection pays for the bytes it was sent and little more, not for a vector
+// of string pairs (~64 bytes a header before any heap string).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string_view>
+
+#include "proto/handshake.hpp"
+
+namespace wscore::api {
+
+class HeadBlock {
+ public:
+  // Replaces the contents (throws std::bad_alloc).
+  void assign(std::string_view target, std::string_view path, std::string_view query,
+              const proto::Headers& headers);
+  const char* target() const { return str(0); }
+  const char* path() const { return str(1); }
+  const char* query() const { return str(2); }
+  int count() const { return static_cast<int>(count_); }
+  // nullptr when i is out of range.
+  const char* name(int i) const { return i >= 0 && i < count() ? str(kFixed + 2 * static_cast<uint32_t>(i)) : nullptr; }
+  const char* value(int i) const {
+    return i >= 0 && i < count() ? str(kFixed + 2 * static_cast<uint32_t>(i) + 1) : nullptr;
+  }
+
+ private:
+  static constexpr uint32_t kFixed = 3;  // target, path, query
+  // String k ("" when the block is empty).
+  const char* str(uint32_t k) const {
+    if (!data_) return "";
+    uint32_t off;
+    __builtin_memcpy(&off, data_.get() + 4 * k, 4);
+    return data_.get() + off;
+  }
+  std::unique_ptr<char[]> data_;
+  uint32_t count_ = 0;
+};
+
+}  // namespace wscore::api

@@ -274,24 +274,100 @@ const char* tls_state_name(TlsState s) noexcept {
   return "?";
 }
 
+// The engine's BIO: reads take ciphertext from in_, writes append to out_.
+// A buffer drained to the end is freed, so idle engines hold no ciphertext
+// memory. Never pushes back on writes; an empty input means "more is
+// coming" (retry), never end of stream.
+struct TlsBio {
+  static TlsEngine* engine(BIO* b) { return static_cast<TlsEngine*>(BIO_get_data(b)); }
+
+  static int write(BIO* b, const char* data, size_t len, size_t* done) {
+    TlsEngine* e = engine(b);
+    BIO_clear_retry_flags(b);
+    try {
+      e->out_.insert(e->out_.end(), data, data + len);
+    } catch (const std::bad_alloc&) {
+      return 0;
+    }
+    *done = len;
+    return 1;
+  }
+
+  static int read(BIO* b, char* out, size_t cap, size_t* done) {
+    TlsEngine* e = engine(b);
+    BIO_clear_retry_flags(b);
+    size_t have = e->in_.size() - e->in_pos_;
+    if (have == 0) {
+      BIO_set_retry_read(b);
+      *done = 0;
+      return 0;
+    }
+    size_t n = std::min(have, cap);
+    std::memcpy(out, e->in_.data() + e->in_pos_, n);
+    e->in_pos_ += n;
+    if (e->in_pos_ == e->in_.size()) {
+      std::vector<uint8_t>().swap(e->in_);
+      e->in_pos_ = 0;
+    }
+    *done = n;
+    return 1;
+  }
+
+  static long ctrl(BIO* b, int cmd, long, void*) {
+    TlsEngine* e = engine(b);
+    switch (cmd) {
+      case BIO_CTRL_PENDING: return e ? static_cast<long>(e->in_.size() - e->in_pos_) : 0;
+      case BIO_CTRL_WPENDING: return e ? static_cast<long>(e->out_.size()) : 0;
+      case BIO_CTRL_FLUSH: return 1;
+      default: return 0;  // no EOF, no kTLS, nothing else
+    }
+  }
+
+  static int create(BIO* b) {
+    BIO_set_init(b, 1);
+    return 1;
+  }
+
+  // Made once, kept for the process (OpenSSL frees no methods either).
+  static const BIO_METHOD* method() {
+    static BIO_METHOD* m = [] {
+      BIO_METHOD* x = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "wscore engine");
+      if (x && (!BIO_meth_set_write_ex(x, write) || !BIO_meth_set_read_ex(x, read) ||
+                !BIO_meth_set_ctrl(x, ctrl) || !BIO_meth_set_create(x, create))) {
+        BIO_meth_free(x);
+        x = nullptr;
+      }
+      return x;
+    }();
+    return m;
+  }
+};
+
 TlsEngine::~TlsEngine() { free_all(); }
 
 TlsEngine::TlsEngine(TlsEngine&& o) noexcept
     : ssl_(std::exchange(o.ssl_, nullptr)),
-      in_(std::exchange(o.in_, nullptr)),
-      out_(std::exchange(o.out_, nullptr)),
+      bio_(std::exchange(o.bio_, nullptr)),
+      in_(std::move(o.in_)),
+      in_pos_(std::exchange(o.in_pos_, 0)),
+      out_(std::move(o.out_)),
       held_(std::move(o.held_)),
       state_(std::exchange(o.state_, TlsState::idle)),
       server_(o.server_),
       shutdown_sent_(o.shutdown_sent_),
-      error_(std::move(o.error_)) {}
+      error_(std::move(o.error_)) {
+  if (bio_) BIO_set_data(bio_, this);
+}
 
 TlsEngine& TlsEngine::operator=(TlsEngine&& o) noexcept {
   if (this != &o) {
     free_all();
     ssl_ = std::exchange(o.ssl_, nullptr);
-    in_ = std::exchange(o.in_, nullptr);
-    out_ = std::exchange(o.out_, nullptr);
+    bio_ = std::exchange(o.bio_, nullptr);
+    in_ = std::move(o.in_);
+    in_pos_ = std::exchange(o.in_pos_, 0);
+    out_ = std::move(o.out_);
+    if (bio_) BIO_set_data(bio_, this);
     held_ = std::move(o.held_);
     state_ = std::exchange(o.state_, TlsState::idle);
     server_ = o.server_;
@@ -302,9 +378,12 @@ TlsEngine& TlsEngine::operator=(TlsEngine&& o) noexcept {
 }
 
 void TlsEngine::free_all() noexcept {
-  SSL_free(ssl_);  // frees both BIOs, which SSL_set_bio handed to it
+  SSL_free(ssl_);  // frees the BIO, which SSL_set_bio handed to it
   ssl_ = nullptr;
-  in_ = out_ = nullptr;
+  bio_ = nullptr;
+  std::vector<uint8_t>().swap(in_);
+  in_pos_ = 0;
+  std::vector<uint8_t>().swap(out_);
   held_.clear();
   held_.shrink_to_fit();
   state_ = TlsState::idle;
@@ -319,20 +398,19 @@ bool TlsEngine::init_common(const TlsContext& ctx, bool server, std::string* err
   if (ctx.is_server() != server)
     return set_error(error, server ? "a server engine needs a server context" : "a client engine needs a client context");
   ssl_ = SSL_new(ctx.native());
-  BIO* in = BIO_new(BIO_s_mem());
-  BIO* out = BIO_new(BIO_s_mem());
-  if (!ssl_ || !in || !out) {
-    BIO_free(in);
-    BIO_free(out);
+  const BIO_METHOD* m = TlsBio::method();
+  BIO* bio = m ? BIO_new(m) : nullptr;
+  if (!ssl_ || !bio) {
+    BIO_free(bio);
     free_all();
     return fail_with_reason(error, "cannot create TLS connection");
   }
-  // An empty input BIO means "more is coming", not end of stream: SSL
-  // answers WANT_READ and we wait for the next feed.
-  BIO_set_mem_eof_return(in, -1);
-  SSL_set_bio(ssl_, in, out);
-  in_ = in;
-  out_ = out;
+  BIO_set_data(bio, this);
+  // An empty input means "more is coming", not end of stream: SSL answers
+  // WANT_READ and we wait for the next feed. One BIO both ways: SSL_set_bio
+  // takes over the one reference.
+  SSL_set_bio(ssl_, bio, bio);
+  bio_ = bio;
   server_ = server;
   state_ = TlsState::handshaking;
   return true;
@@ -429,16 +507,15 @@ void TlsEngine::drive_handshake() noexcept {
 
 TlsState TlsEngine::feed_ciphertext(const uint8_t* data, size_t len) noexcept {
   if (state_ == TlsState::idle || state_ == TlsState::failed) return state_;
-  while (len > 0) {
-    int chunk = static_cast<int>(std::min<size_t>(len, INT_MAX));
-    int w = BIO_write(in_, data, chunk);
-    if (w <= 0) {
-      ERR_clear_error();
-      set_failed("out of memory buffering TLS input");
-      return state_;
+  try {
+    if (in_pos_ > 0 && in_pos_ >= in_.size() / 2) {  // keep the unread tail only
+      in_.erase(in_.begin(), in_.begin() + static_cast<std::ptrdiff_t>(in_pos_));
+      in_pos_ = 0;
     }
-    data += w;
-    len -= static_cast<size_t>(w);
+    in_.insert(in_.end(), data, data + len);
+  } catch (const std::bad_alloc&) {
+    set_failed("out of memory buffering TLS input");
+    return state_;
   }
   if (state_ == TlsState::handshaking) drive_handshake();
   return state_;
@@ -509,29 +586,26 @@ void TlsEngine::flush() noexcept {
 }
 
 size_t TlsEngine::pending_ciphertext() const noexcept {
-  return out_ ? static_cast<size_t>(BIO_ctrl_pending(out_)) : 0;
+  return out_.size();
 }
 
 size_t TlsEngine::take_ciphertext(std::vector<uint8_t>* out) noexcept {
-  if (!out_) return 0;
+  if (!ssl_) return 0;
   flush();
-  size_t n = static_cast<size_t>(BIO_ctrl_pending(out_));
+  size_t n = out_.size();
   if (n == 0) return 0;
-  size_t base = out->size();
-  try {
-    out->resize(base + n);
-  } catch (const std::bad_alloc&) {
-    set_failed("out of memory taking TLS output");
-    return 0;
+  if (out->empty() && out->capacity() <= out_.capacity()) {
+    out->swap(out_);  // no copy; the engine keeps no buffer
+  } else {
+    try {
+      out->insert(out->end(), out_.begin(), out_.end());
+    } catch (const std::bad_alloc&) {
+      set_failed("out of memory taking TLS output");
+      return 0;
+    }
   }
-  size_t got = 0;
-  while (got < n) {
-    int r = BIO_read(out_, out->data() + base + got, static_cast<int>(std::min<size_t>(n - got, INT_MAX)));
-    if (r <= 0) break;
-    got += static_cast<size_t>(r);
-  }
-  out->resize(base + got);
-  return got;
+  std::vector<uint8_t>().swap(out_);
+  return n;
 }
 
 void TlsEngine::shutdown() noexcept {

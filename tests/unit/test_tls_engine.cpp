@@ -221,6 +221,9 @@ static void test_handshake_and_echo(void**) {
   assert_string_equal(p.client_got.c_str(), "HTTP/1.1 101 Switching Protocols\r\n\r\n");
   assert_string_equal(p.client.error().c_str(), "");
   assert_int_equal(p.client.pending_ciphertext(), 0);
+  // Idle, neither engine keeps a ciphertext buffer (idle connections' memory).
+  assert_int_equal(p.client.ciphertext_memory(), 0);
+  assert_int_equal(p.server.ciphertext_memory(), 0);
 }
 
 static void test_wildcard_and_trailing_dot(void**) {
@@ -481,6 +484,9 @@ static void test_large_round_trip(void**) {
   assert_true(p.server_got == big);
   assert_int_equal(p.client_got.size(), big.size());
   assert_true(p.client_got == big);
+  // Fed in pieces that end inside records: the tails were kept, then freed.
+  assert_int_equal(p.client.ciphertext_memory(), 0);
+  assert_int_equal(p.server.ciphertext_memory(), 0);
 }
 
 // Counts application-data records (content type 23) and returns their sizes.

@@ -1058,7 +1058,7 @@ int send_data(ws_conn* c, const void* data, size_t len, int type, bool fragment,
   if (!c || (len && !data)) return WS_EINVAL;
   if (type != WS_TEXT && type != WS_BINARY) return WS_EINVAL;
   const uint8_t* p = static_cast<const uint8_t*>(data);
-  std::lock_guard<std::mutex> sg(c->send_mu);
+  std::lock_guard<api::SmallMutex> sg(c->send_mu);
   if (c->state.load() == WS_STATE_CONNECTING) return WS_ESTATE;
   if (c->closed) return WS_ECLOSED;
   if (c->close_started || c->state.load() >= WS_STATE_CLOSING) return WS_ESTATE;
@@ -1101,7 +1101,7 @@ int send_data(ws_conn* c, const void* data, size_t len, int type, bool fragment,
 int send_control(ws_conn* c, Cmd::Kind kind, const void* data, size_t len) {
   if (!c || (len && !data)) return WS_EINVAL;
   if (len > 125) return WS_EINVAL;
-  std::lock_guard<std::mutex> sg(c->send_mu);
+  std::lock_guard<api::SmallMutex> sg(c->send_mu);
   if (c->state.load() == WS_STATE_CONNECTING) return WS_ESTATE;
   if (c->closed) return WS_ECLOSED;
   if (c->close_started || c->state.load() >= WS_STATE_CLOSING) return WS_ESTATE;
@@ -1234,7 +1234,7 @@ void conn_shutdown(ws_conn* c, uint16_t code, const char* reason) {
   if (c->transport_closing) return;
   if (c->phase == Phase::open && c->session && !c->session->close_sent()) {
     {
-      std::lock_guard<std::mutex> g(c->send_mu);
+      std::lock_guard<api::SmallMutex> g(c->send_mu);
       c->close_started = true;
     }
     Cmd cmd{Cmd::close};
@@ -1407,7 +1407,7 @@ WS_EXTERN int ws_close(ws_conn* c, int code, const char* reason) {
   if (!valid_close_request(code, reason)) return WS_EINVAL;
   WS_GUARD_BEGIN
   {
-    std::lock_guard<std::mutex> sg(c->send_mu);
+    std::lock_guard<api::SmallMutex> sg(c->send_mu);
     if (c->closed) return WS_ECLOSED;
     if (c->state.load() == WS_STATE_CONNECTING) return WS_ESTATE;
     if (!c->close_started) {
@@ -1469,7 +1469,7 @@ WS_EXTERN void ws_free(ws_conn* c) {
   try {
     bool open;
     {
-      std::lock_guard<std::mutex> sg(c->send_mu);
+      std::lock_guard<api::SmallMutex> sg(c->send_mu);
       open = !c->closed && !c->close_started;
       c->close_started = true;
     }
@@ -1547,7 +1547,7 @@ WS_EXTERN int ws_upgrade_accept(ws_conn* c, const char* subprotocol) {
   if (!sp.empty() &&
       std::find(c->offered_subprotocols.begin(), c->offered_subprotocols.end(), sp) == c->offered_subprotocols.end())
     return WS_EINVAL;
-  std::lock_guard<std::mutex> sg(c->send_mu);
+  std::lock_guard<api::SmallMutex> sg(c->send_mu);
   if (!c->is_server || c->state.load() != WS_STATE_CONNECTING || c->close_started) return WS_ESTATE;
   c->close_started = false;
   Cmd cmd{Cmd::upgrade_accept};
@@ -1562,7 +1562,7 @@ WS_EXTERN int ws_upgrade_add_header(ws_conn* c, const char* name, const char* va
   if (!c || !name || !value) return WS_EINVAL;
   if (!proto::valid_header_name(name) || !proto::valid_header_value(value)) return WS_EINVAL;
   WS_GUARD_BEGIN
-  std::lock_guard<std::mutex> sg(c->send_mu);
+  std::lock_guard<api::SmallMutex> sg(c->send_mu);
   if (!c->is_server || c->state.load() != WS_STATE_CONNECTING) return WS_ESTATE;
   // Read by the loop only when it handles the accept command queued after this.
   c->upgrade_headers.emplace_back(name, value);
@@ -1573,7 +1573,7 @@ WS_EXTERN int ws_upgrade_add_header(ws_conn* c, const char* name, const char* va
 WS_EXTERN int ws_upgrade_reject(ws_conn* c, int status, const void* body, size_t len) {
   if (!c || status < 100 || status > 599 || status == 101 || (len && !body)) return WS_EINVAL;
   WS_GUARD_BEGIN
-  std::lock_guard<std::mutex> sg(c->send_mu);
+  std::lock_guard<api::SmallMutex> sg(c->send_mu);
   if (!c->is_server || c->state.load() != WS_STATE_CONNECTING || c->close_started) return WS_ESTATE;
   c->close_started = true;
   Cmd cmd{Cmd::upgrade_reject};

@@ -108,6 +108,29 @@ struct Cmd {
 
 void log(int level, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
 
+// A 4-byte mutex for the send path (std::mutex is 40 bytes and a call into
+// pthread each way): one atomic exchange to lock and one to unlock when
+// uncontended; contended waiters sleep in the kernel (C++20 atomic wait,
+// a futex on Linux), never spin. 0 free, 1 locked, 2 locked with waiters.
+class SmallMutex {
+ public:
+  void lock() {
+    int c = 0;
+    if (s_.compare_exchange_strong(c, 1, std::memory_order_acquire)) return;
+    if (c != 2) c = s_.exchange(2, std::memory_order_acquire);
+    while (c != 0) {
+      s_.wait(2, std::memory_order_relaxed);
+      c = s_.exchange(2, std::memory_order_acquire);
+    }
+  }
+  void unlock() {
+    if (s_.exchange(0, std::memory_order_release) == 2) s_.notify_one();
+  }
+
+ private:
+  std::atomic<int> s_{0};
+};
+
 // Deadline helpers for timeout_ms (-1 forever).
 inline bool wait_until(std::condition_variable& cv, std::unique_lock<std::mutex>& lk, int timeout_ms,
                        Clock::time_point deadline) {
@@ -214,7 +237,7 @@ struct ws_conn {
   std::atomic<size_t> wire_bytes{0};     // framed, not yet written to the socket
 
   // ---- caller side send state, under send_mu ----
-  std::mutex send_mu;
+  wscore::api::SmallMutex send_mu;
   int tx_frag_type = 0;
   wscore::proto::Utf8Validator tx_utf8;
   bool close_started = false;

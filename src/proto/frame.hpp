@@ -64,6 +64,8 @@ class FrameDecoder {
   const FrameHeader& header() const { return h_; }
   const char* error() const { return error_; }
   void reset() { have_ = 0; }
+  // No header bytes held (between frames).
+  bool idle() const { return have_ == 0; }
 
  private:
   Status finish(const uint8_t* hdr, size_t size);

@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -99,7 +100,19 @@ class Session {
   // ---- send side: each call appends encoded frames to the output buffer ----
   // A whole message (opcode text or binary).
   // Text is validated unless the caller says it did that (Utf8Checked::yes).
-  SendResult send_message(Opcode op, const uint8_t* data, size_t len, Utf8Checked checked = Utf8Checked::no);
+  SendResult send_message(Opcode op, const uint8_t* data, size_t len, Utf8Checked checked = Utf8Checked::no) {
+    // Inline, the echo/broadcast case: a server's small message already
+    // checked by the caller goes into the output with a 2-byte header.
+    if (cfg_.role == Role::server && len < 126 && checked == Utf8Checked::yes && !close_sent_ &&
+        tx_msg_op_ == Opcode::continuation && (op == Opcode::text || op == Opcode::binary)) {
+      uint8_t* at = out_.extend(2 + len);
+      at[0] = static_cast<uint8_t>(0x80 | static_cast<uint8_t>(op));
+      at[1] = static_cast<uint8_t>(len);
+      if (len) std::memcpy(at + 2, data, len);
+      return SendResult::ok;
+    }
+    return send_message_general(op, data, len, checked);
+  }
   // Role::server only (its frames are not masked): like send_message, but only
   // the frame header goes to the output; the caller writes `data` itself right
   // after all of the output, before anything is sent again. Spares a copy of
@@ -148,6 +161,7 @@ class Session {
   // Role::client only: mask keys come from a CSPRNG (OpenSSL RAND_bytes, buffered).
 
  private:
+  SendResult send_message_general(Opcode op, const uint8_t* data, size_t len, Utf8Checked checked);
   Event fail_connection(uint16_t code, const char* why);
   SendResult check_message(Opcode op, const uint8_t* data, size_t len, Utf8Checked checked) const;
   bool frame_end(Event& ev);

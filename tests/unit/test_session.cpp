@@ -603,6 +603,38 @@ static void test_send_side(void**) {
   assert_int_equal(s.state(), State::closed);
 }
 
+// The API's sends (text checked by the caller): small frames take the inline
+// path, 126 bytes and up the general one; both give the same wire bytes as
+// encode_header, and the same refusals (fragment in progress, close sent).
+static void test_send_side_checked(void**) {
+  SessionConfig c;
+  c.role = Role::server;
+  Session s(c);
+  for (size_t n : {0, 1, 64, 125, 126, 127, 1000, 65535, 65536}) {
+    for (Opcode op : {Opcode::text, Opcode::binary}) {
+      std::string payload(n, 'x');
+      assert_int_equal(s.send_message(op, reinterpret_cast<const uint8_t*>(payload.data()), n, Utf8Checked::yes),
+                       SendResult::ok);
+      Bytes want(kMaxHeaderSize);
+      want.resize(encode_header(want.data(), op, true, n, nullptr));
+      want.insert(want.end(), payload.begin(), payload.end());
+      assert_int_equal(s.output_size(), want.size());
+      assert_memory_equal(s.output_data(), want.data(), want.size());
+      s.consume_output(s.output_size());
+    }
+  }
+  const uint8_t hi[] = {'h', 'i'};
+  assert_int_equal(s.send_message(Opcode::ping, hi, 2, Utf8Checked::yes), SendResult::bad_state);
+  assert_int_equal(s.send_fragment(Opcode::binary, hi, 2, false, Utf8Checked::yes), SendResult::ok);
+  assert_int_equal(s.send_message(Opcode::binary, hi, 2, Utf8Checked::yes), SendResult::bad_state);
+  assert_int_equal(s.send_fragment(Opcode::binary, hi, 2, true, Utf8Checked::yes), SendResult::ok);
+  s.consume_output(s.output_size());
+  assert_int_equal(s.send_close(1000, ""), SendResult::ok);
+  s.consume_output(s.output_size());
+  assert_int_equal(s.send_message(Opcode::text, hi, 2, Utf8Checked::yes), SendResult::bad_state);
+  assert_int_equal(s.output_size(), 0);
+}
+
 static void test_client_masks_and_roundtrip(void**) {
   SessionConfig cc, sc;
   cc.role = Role::client;
@@ -720,6 +752,7 @@ int main(void) {
       cmocka_unit_test(test_message_size_limit),
       cmocka_unit_test(test_close_codes_from_peer),
       cmocka_unit_test(test_send_side),
+      cmocka_unit_test(test_send_side_checked),
       cmocka_unit_test(test_client_masks_and_roundtrip),
       cmocka_unit_test(test_deferred_failure),
       cmocka_unit_test(test_deferred_close_reply),

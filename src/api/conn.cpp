@@ -40,9 +40,23 @@ void enqueue(ws_conn* c, wscore::api::Cmd&& cmd);
 void flush_unless_batching(ws_conn* c);
 void feed(ws_conn* c, uint8_t* data, size_t len);
 
+// The connection's notes, made on first use; nullptr when out of memory
+// (the note is then lost, nothing else). Under c->mu.
+api::Notes* notes_locked(ws_conn* c) {
+  if (!c->notes) c->notes.reset(new (std::nothrow) api::Notes);
+  return c->notes.get();
+}
+
+// The handshake's buffers, from the first handshake byte until the upgrade.
+// Loop thread.
+api::Handshaking& hsb(ws_conn* c) {
+  if (!c->hs) c->hs = std::make_unique<api::Handshaking>();
+  return *c->hs;
+}
+
 void set_detail(ws_conn* c, const std::string& d) {
   std::lock_guard<std::mutex> g(c->mu);
-  c->error_detail = d;
+  if (api::Notes* n = notes_locked(c)) n->error_detail = d;
 }
 
 // A message of its own: `owned` (malloc'd, NUL after len bytes) is taken
@@ -276,7 +290,7 @@ void notify_closed(ws_conn* c) {
     c->state = WS_STATE_CLOSED;
     c->update_fd_locked();
     code = c->close_code;
-    reason = c->close_reason;
+    if (c->notes) reason = c->notes->close_reason;
   }
   c->cv.notify_all();
   if (c->open_notified && !c->close_cb_done) {
@@ -320,7 +334,8 @@ void close_transport(ws_conn* c, int code_if_unset, const char* why, bool linger
   {
     std::lock_guard<std::mutex> g(c->mu);
     if (!c->close_code) c->close_code = code_if_unset;
-    if (why && c->error_detail.empty()) c->error_detail = why;
+    if (why && (!c->notes || c->notes->error_detail.empty()))
+      if (api::Notes* n = notes_locked(c)) n->error_detail = why;
   }
   if (c->phase != Phase::closed) c->phase = Phase::closed;
   if (c->listener) c->listener->conns.erase(c);
@@ -409,6 +424,7 @@ proto::SessionConfig session_config(ws_conn* c) {
 
 // The connection is upgraded: start the session and hand it to the application.
 void became_open(ws_conn* c, std::string leftover) {
+  c->hs.reset();  // answered: an open connection keeps no handshake buffers
   c->session = std::make_unique<proto::Session>(session_config(c));
   c->phase = Phase::open;
   c->last_rx = Clock::now();
@@ -440,7 +456,7 @@ void finish_open_error(ws_conn* c, int err, const std::string& detail) {
   {
     std::lock_guard<std::mutex> g(c->mu);
     if (c->open_result != 1) return;
-    c->error_detail = detail;
+    if (api::Notes* n = notes_locked(c)) n->error_detail = detail;
   }
   if (c->client && c->client->resolver) uv_cancel(reinterpret_cast<uv_req_t*>(c->client->resolver));
   // Closed first, then published: the caller of ws_open sees a closed handle.
@@ -478,16 +494,16 @@ void server_handshake_data(ws_conn* c) {
   proto::HandshakeLimits lim;
   lim.max_head_size = c->opts->max_handshake_size;
   proto::Request req;
-  proto::RequestParse r = proto::parse_request(c->hs_in.data(), c->hs_in.size(), lim, &req);
+  proto::RequestParse r = proto::parse_request(hsb(c).in.data(), hsb(c).in.size(), lim, &req);
   if (r.status == proto::ParseStatus::incomplete) return;
   if (r.status == proto::ParseStatus::error) {
     api::log(WS_LOG_INFO, "bad upgrade request: %s", r.error.c_str());
     send_error_and_close(c, r.error_status, r.error + "\n");
     return;
   }
-  std::string leftover = c->hs_in.substr(r.consumed);
-  c->hs_in.clear();
-  c->hs_in.shrink_to_fit();
+  std::string leftover = hsb(c).in.substr(r.consumed);
+  hsb(c).in.clear();
+  hsb(c).in.shrink_to_fit();
   proto::UpgradeCheck chk = proto::check_upgrade(req);
   c->head.assign(req.target, req.path, req.query, req.headers);  // kept for ws_request_header & co.
   if (!chk.ok) {
@@ -498,7 +514,7 @@ void server_handshake_data(ws_conn* c) {
     send_error_and_close(c, 403, "origin not allowed\n");
     return;
   }
-  c->hs_key = chk.key;
+  hsb(c).key = chk.key;
   c->offered_subprotocols = chk.subprotocols;
   std::string chosen;
   for (const auto& offer : chk.subprotocols) {
@@ -511,7 +527,7 @@ void server_handshake_data(ws_conn* c) {
   }
   if (c->opts->manual_upgrade && !c->opts->callback_mode) {
     c->phase = Phase::pending_upgrade;
-    c->hs_in = std::move(leftover);  // frames that came early wait for the 101
+    hsb(c).in = std::move(leftover);  // frames that came early wait for the 101
     ws_server* s = c->server;
     {
       std::lock_guard<std::mutex> g(s->mu);
@@ -529,8 +545,7 @@ void server_accept_upgrade(ws_conn* c, const std::string& subprotocol, std::stri
   proto::Headers extra = c->opts->headers;
   extra.insert(extra.end(), c->upgrade_headers.begin(), c->upgrade_headers.end());
   c->subprotocol = subprotocol;
-  std::string resp = proto::build_response_101(c->hs_key, subprotocol, "", extra);
-  std::string().swap(c->hs_key);  // answered: an idle connection keeps no copy
+  std::string resp = proto::build_response_101(hsb(c).key, subprotocol, "", extra);
   write_bytes(c, reinterpret_cast<const uint8_t*>(resp.data()), resp.size());
   if (c->transport_closing) return;
   bool manual = c->phase == Phase::pending_upgrade;
@@ -551,7 +566,7 @@ void client_handshake_data(ws_conn* c) {
   proto::HandshakeLimits lim;
   lim.max_head_size = c->opts->max_handshake_size;
   proto::Response resp;
-  proto::ResponseParse r = proto::parse_response(c->hs_in.data(), c->hs_in.size(), lim, &resp);
+  proto::ResponseParse r = proto::parse_response(hsb(c).in.data(), hsb(c).in.size(), lim, &resp);
   if (r.status == proto::ParseStatus::incomplete) return;
   if (r.status == proto::ParseStatus::error) {
     finish_open_error(c, WS_EHANDSHAKE, "bad handshake response: " + r.error);
@@ -559,15 +574,15 @@ void client_handshake_data(ws_conn* c) {
   }
   c->http_status = resp.status;
   c->head.assign("", "", "", resp.headers);
-  proto::ResponseCheck chk = proto::check_response(resp, c->hs_key, c->opts->subprotocols, "");
+  proto::ResponseCheck chk = proto::check_response(resp, hsb(c).key, c->opts->subprotocols, "");
   if (!chk.ok) {
     finish_open_error(c, WS_EHANDSHAKE, chk.error);
     return;
   }
   c->subprotocol = chk.subprotocol;
-  std::string leftover = c->hs_in.substr(r.consumed);
-  c->hs_in.clear();
-  c->hs_in.shrink_to_fit();
+  std::string leftover = hsb(c).in.substr(r.consumed);
+  hsb(c).in.clear();
+  hsb(c).in.shrink_to_fit();
   became_open(c, std::move(leftover));
 }
 
@@ -613,10 +628,11 @@ void on_event(ws_conn* c, proto::Event& ev) {
         std::lock_guard<std::mutex> g(c->mu);
         if (ev.failed) {
           c->close_code = ev.close_code;
-          c->error_detail = std::string(ev.close_reason);
+          if (api::Notes* n = notes_locked(c)) n->error_detail = std::string(ev.close_reason);
         } else {
           c->close_code = ev.close_code;
-          c->close_reason.assign(ev.close_reason);
+          if (!ev.close_reason.empty())
+            if (api::Notes* n = notes_locked(c)) n->close_reason.assign(ev.close_reason);
           c->peer_close_received = true;
         }
       }
@@ -721,18 +737,18 @@ void on_end_of_input(ws_conn* c, const char* why) {
 void on_plain(ws_conn* c, char* data, size_t n) {
   switch (c->phase) {
     case Phase::handshake:
-      c->hs_in.append(data, n);
+      hsb(c).in.append(data, n);
       if (c->is_server)
         server_handshake_data(c);
       else
         client_handshake_data(c);
       break;
     case Phase::pending_upgrade:
-      if (c->hs_in.size() + n > c->opts->max_message_size + 64 * 1024) {
+      if (hsb(c).in.size() + n > c->opts->max_message_size + 64 * 1024) {
         close_transport(c, WS_CLOSE_ABNORMAL, "too much data before the upgrade was accepted");
         return;
       }
-      c->hs_in.append(data, n);
+      hsb(c).in.append(data, n);
       break;
     case Phase::open:
       feed(c, reinterpret_cast<uint8_t*>(data), n);
@@ -829,7 +845,7 @@ void on_connect(uv_connect_t* req, int status) {
   proto::ClientRequestSpec spec;
   spec.host_header = c->client->url.host_header;
   spec.target = c->client->url.target;
-  spec.key = c->hs_key = proto::generate_key();
+  spec.key = hsb(c).key = proto::generate_key();
   spec.subprotocols = c->opts->subprotocols;
   spec.extra = c->opts->headers;
   std::string reqs = proto::build_request(spec);
@@ -944,7 +960,7 @@ proto::SendResult frame_data(ws_conn* c, bool fragment, int type, bool fin, cons
 void apply(ws_conn* c, Cmd& cmd) {
   if (cmd.kind == Cmd::upgrade_accept) {
     if (c->phase == Phase::pending_upgrade) {
-      std::string leftover = std::move(c->hs_in);
+      std::string leftover = std::move(hsb(c).in);
       server_accept_upgrade(c, cmd.data, std::move(leftover));
     }
     return;
@@ -1284,7 +1300,7 @@ WS_EXTERN int ws_open(const char* url, const ws_options* opts, ws_conn** out) {
     if (!ctx->init_client(cfg, &err)) {
       // A closed connection that says why, as for a failed TLS handshake.
       std::lock_guard<std::mutex> g(c->mu);
-      c->error_detail = "TLS: " + err;
+      if (api::Notes* n = notes_locked(c)) n->error_detail = "TLS: " + err;
       c->close_code = WS_CLOSE_ABNORMAL;
       c->closed = true;
       c->state = WS_STATE_CLOSED;
@@ -1441,7 +1457,7 @@ WS_EXTERN const char* ws_close_reason(const ws_conn* c) {
   if (!c) return "";
   std::lock_guard<std::mutex> g(const_cast<ws_conn*>(c)->mu);
   // Written once, before closed is set; stable afterwards.
-  return c->close_reason.c_str();
+  return c->notes ? c->notes->close_reason.c_str() : "";
 }
 
 WS_EXTERN int ws_state(const ws_conn* c) { return c ? c->state.load() : WS_EINVAL; }
@@ -1460,8 +1476,9 @@ WS_EXTERN const char* ws_error_detail(const ws_conn* c) {
   if (!c) return "";
   ws_conn* m = const_cast<ws_conn*>(c);
   std::lock_guard<std::mutex> g(m->mu);
-  m->detail_copy = m->error_detail;
-  return m->detail_copy.c_str();
+  if (!m->notes) return "";
+  m->notes->detail_copy = m->notes->error_detail;
+  return m->notes->detail_copy.c_str();
 }
 
 WS_EXTERN void ws_free(ws_conn* c) {
@@ -1525,8 +1542,10 @@ static const char* header_lookup(const ws_conn* c, const char* name) {
   if (n <= 1) return first;
   ws_conn* m = const_cast<ws_conn*>(c);
   std::lock_guard<std::mutex> g(m->mu);
-  m->joined_headers.push_front(std::move(joined));
-  return m->joined_headers.front().c_str();
+  api::Notes* notes = notes_locked(m);
+  if (!notes) return nullptr;
+  notes->joined_headers.push_front(std::move(joined));
+  return notes->joined_headers.front().c_str();
 }
 
 WS_EXTERN const char* ws_request_header(const ws_conn* c, const char* name) {

@@ -146,6 +146,20 @@ inline bool wait_until(std::condition_variable& cv, std::unique_lock<std::mutex>
 struct ws_server;
 
 namespace wscore::api {
+// A connection's words, made on first use (an idle open connection has none
+// to keep). Under the connection's mu; the strings are stable once written.
+struct Handshaking {
+  std::string in;   // handshake bytes received so far (and, pending a manual upgrade, frames that came early)
+  std::string key;  // client: the key sent; server: the key received
+};
+
+struct Notes {
+  std::string close_reason;  // the peer's
+  std::string error_detail;
+  std::string detail_copy;   // returned by ws_error_detail
+  std::forward_list<std::string> joined_headers;  // values of repeated headers, joined (stable addresses)
+};
+
 // What only a client connection needs, to open (a server's has none of it).
 struct ClientSide {
   wscore::net::Url url;
@@ -205,13 +219,12 @@ struct ws_conn {
   // wss: the transport filter between the socket and everything above it
   // (plaintext in and out; the HTTP upgrade and the frames ride inside).
   std::unique_ptr<wscore::net::TlsEngine> tls_engine;
-  std::string hs_in;             // handshake bytes received so far
+  std::unique_ptr<wscore::api::Handshaking> hs;  // until the upgrade (loop thread)
   size_t writes_pending = 0;     // uv_write requests in flight
   bool close_cb_done = false;
   std::atomic<bool> drain_wanted{false};
   bool open_notified = false;
   std::unique_ptr<wscore::api::ClientSide> client;  // clients only
-  std::string hs_key;            // client: key sent; server: key received
   wscore::api::Clock::time_point last_rx;
 
   // ---- shared, under mu ----
@@ -228,8 +241,7 @@ struct ws_conn {
   bool commit_requested = false;  // ws_receive asked the loop to send that close
   bool app_caught_up = true;      // the app asked for more after the last delivered message
   int close_code = 0;
-  std::string close_reason;
-  std::string error_detail;
+  std::unique_ptr<wscore::api::Notes> notes;  // made when there is something to say
   int open_result = 1;           // client: 1 pending, else WS_OK / WS_E*
   std::vector<wscore::api::Cmd> sendq;
   bool scheduled = false;
@@ -251,8 +263,6 @@ struct ws_conn {
   std::string peer;
   bool tls = false;
   std::atomic<void*> user_data{nullptr};
-  std::string detail_copy;  // returned by ws_error_detail
-  std::forward_list<std::string> joined_headers;  // values of repeated headers, joined (stable addresses)
 
   void update_fd_locked();
 };

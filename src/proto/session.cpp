@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <new>
 
 namespace wscore::proto {
 
@@ -215,7 +216,14 @@ size_t Session::receive(uint8_t* data, size_t len, Event& ev) {
       uint8_t* p = data + pos;
       if (h.masked) mask_off_ = mask_bytes(p, n, h.mask, mask_off_);
       if (is_control(h.opcode)) {
-        std::memcpy(ctrl_ + ctrl_len_, p, n);
+        if (!ctrl_) {  // the first control payload: its buffer, kept from now on
+          ctrl_.reset(new (std::nothrow) uint8_t[kMaxControlPayload]);
+          if (!ctrl_) {
+            ev = fail_connection(1011, "out of memory");
+            return len;
+          }
+        }
+        std::memcpy(ctrl_.get() + ctrl_len_, p, n);
         ctrl_len_ += n;
       } else {
         if (rx_msg_op_ == Opcode::text && rx_utf8_.feed(p, n) != Utf8Validator::npos) {
@@ -287,15 +295,15 @@ bool Session::frame_end(Event& ev) {
 void Session::handle_control(Event& ev) {
   const Opcode op = dec_.header().opcode;
   if (op == Opcode::ping) {
-    if (cfg_.auto_pong && !close_sent_) append_frame(Opcode::pong, true, ctrl_, ctrl_len_);
+    if (cfg_.auto_pong && !close_sent_) append_frame(Opcode::pong, true, ctrl_.get(), ctrl_len_);
     ev.type = EventType::ping;
-    ev.data = ctrl_;
+    ev.data = ctrl_.get();
     ev.size = ctrl_len_;
     return;
   }
   if (op == Opcode::pong) {
     ev.type = EventType::pong;
-    ev.data = ctrl_;
+    ev.data = ctrl_.get();
     ev.size = ctrl_len_;
     return;
   }
@@ -312,15 +320,15 @@ void Session::handle_control(Event& ev) {
       ev = fail_connection(1002, "invalid close code");
       return;
     }
-    if (!utf8_valid(ctrl_ + 2, ctrl_len_ - 2)) {
+    if (!utf8_valid(ctrl_.get() + 2, ctrl_len_ - 2)) {
       ev = fail_connection(1007, "close reason is not valid UTF-8");
       return;
     }
-    reason = std::string_view(reinterpret_cast<const char*>(ctrl_ + 2), ctrl_len_ - 2);
+    reason = std::string_view(reinterpret_cast<const char*>(ctrl_.get() + 2), ctrl_len_ - 2);
   }
   close_received_ = true;
   peer_code_ = code;
-  close_reason_.assign(reason);
+  close_reason_ = reason;  // in ctrl_, which nothing overwrites after a close
   ev.type = EventType::close;
   ev.close_code = code;
   ev.close_reason = close_reason_;

@@ -185,9 +185,11 @@ class Session {
   uint64_t msg_size_ = 0;       // bytes of the current message so far
   Utf8Validator rx_utf8_;
   Opcode rx_msg_op_ = Opcode::continuation;  // text/binary while a message is in progress
-  uint8_t ctrl_[kMaxControlPayload];         // control frame payload being assembled
+  // Control frame payload being assembled (kMaxControlPayload bytes, made at
+  // the first control frame: most connections never get one).
+  std::unique_ptr<uint8_t[]> ctrl_;
   size_t ctrl_len_ = 0;
-  std::string close_reason_;    // the peer's reason (or ours, when we failed)
+  std::string_view close_reason_;  // the peer's reason (in ctrl_), or why we failed (a literal)
   const char* fail_why_ = "";
 
   // Send side.

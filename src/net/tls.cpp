@@ -577,12 +577,12 @@ void TlsEngine::flush() noexcept {
   if (held_.empty() || !handshake_done() || shutdown_sent_) return;
   ERR_clear_error();
   size_t done = 0;
-  // Memory BIOs never push back, so a write takes everything or fails.
+  // Our BIO never pushes back, so a write takes everything or fails.
   if (SSL_write_ex(ssl_, held_.data(), held_.size(), &done) != 1) {
     fail_from_ssl(0);
     return;
   }
-  held_.clear();
+  std::vector<uint8_t>().swap(held_);  // an idle engine holds no plaintext buffer either
 }
 
 size_t TlsEngine::pending_ciphertext() const noexcept {

@@ -135,9 +135,9 @@ class TlsEngine {
   size_t pending_ciphertext() const noexcept;
   // Plaintext accepted but not yet turned into records.
   size_t pending_plaintext() const noexcept { return held_.size(); }
-  // Memory the engine holds for ciphertext (its BIO's two buffers): 0 once
-  // everything fed was read and everything written was taken.
-  size_t ciphertext_memory() const noexcept { return in_.capacity() + out_.capacity(); }
+  // Memory the engine holds in buffers of its own (ciphertext both ways, held
+  // plaintext): 0 once everything fed was read and everything written was taken.
+  size_t ciphertext_memory() const noexcept { return in_.capacity() + out_.capacity() + held_.capacity(); }
 
   // Sends close_notify (after flushing held plaintext, if the handshake is
   // done); later writes are refused. Idempotent. Take the ciphertext after.

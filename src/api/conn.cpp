@@ -36,7 +36,7 @@ void on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf);
 void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf);
 void close_transport(ws_conn* c, int code_if_unset, const char* why, bool linger = false);
 void flush(ws_conn* c);
-void enqueue(ws_conn* c, wscore::api::Cmd&& cmd);
+void enqueue(ws_conn* c, wscore::api::Cmd&& cmd, const uint8_t* p = nullptr, size_t n = 0);
 void flush_unless_batching(ws_conn* c);
 void feed(ws_conn* c, uint8_t* data, size_t len);
 
@@ -60,22 +60,23 @@ void set_detail(ws_conn* c, const std::string& d) {
 }
 
 // A message of its own: `owned` (malloc'd, NUL after len bytes) is taken
-// over as it is; without it the payload is copied.
+// over as it is; without it the payload is copied behind the message's
+// header, in the same allocation (one malloc and one free per message).
 ws_message* make_message(int type, const uint8_t* data, size_t len, uint8_t* owned = nullptr) {
-  ws_message* m = static_cast<ws_message*>(std::malloc(sizeof(ws_message)));
+  if (!owned && len > SIZE_MAX - sizeof(ws_message) - 1) return nullptr;
+  ws_message* m = static_cast<ws_message*>(std::malloc(sizeof(ws_message) + (owned ? 0 : len + 1)));
   if (!m) {
     std::free(owned);
     return nullptr;
   }
-  m->data = owned ? owned : static_cast<uint8_t*>(std::malloc(len + 1));
-  if (!m->data) {
-    std::free(m);
-    return nullptr;
-  }
-  if (!owned) {
+  if (owned) {
+    m->data = owned;
+  } else {
+    m->data = reinterpret_cast<uint8_t*>(m + 1);
     if (len) std::memcpy(m->data, data, len);
     m->data[len] = 0;
   }
+  m->next = nullptr;
   m->size = len;
   m->type = type;
   return m;
@@ -659,7 +660,7 @@ void on_event(ws_conn* c, proto::Event& ev) {
         bool queued;
         {
           std::lock_guard<std::mutex> g(c->mu);
-          queued = !c->sendq.empty();
+          queued = c->sendq && !c->sendq->cmds.empty();
         }
         if (queued)
           enqueue(c, Cmd{Cmd::commit_close});
@@ -957,7 +958,22 @@ proto::SendResult frame_data(ws_conn* c, bool fragment, int type, bool fin, cons
   return c->session->send_message(op, p, n, proto::Utf8Checked::yes);
 }
 
-void apply(ws_conn* c, Cmd& cmd) {
+// A command's payload: in the connection's send buffer (small ones, see
+// enqueue_payload) or its own string.
+struct Payload {
+  const uint8_t* p;
+  size_t n;
+};
+Payload payload_of(const Cmd& cmd, const std::string& buf) {
+  if (cmd.in_buf) return {reinterpret_cast<const uint8_t*>(buf.data()) + cmd.buf_off, cmd.buf_len};
+  return {reinterpret_cast<const uint8_t*>(cmd.data.data()), cmd.data.size()};
+}
+size_t counted_bytes(const Cmd& cmd) { return cmd.kind <= Cmd::pong ? (cmd.in_buf ? cmd.buf_len : cmd.data.size()) : 0; }
+
+void apply(ws_conn* c, Cmd& cmd, Payload pl);
+void apply(ws_conn* c, Cmd& cmd) { apply(c, cmd, {reinterpret_cast<const uint8_t*>(cmd.data.data()), cmd.data.size()}); }
+
+void apply(ws_conn* c, Cmd& cmd, Payload pl) {
   if (cmd.kind == Cmd::upgrade_accept) {
     if (c->phase == Phase::pending_upgrade) {
       std::string leftover = std::move(hsb(c).in);
@@ -974,12 +990,11 @@ void apply(ws_conn* c, Cmd& cmd) {
     return;
   }
   if (!c->session || c->transport_closing) return;
-  const auto* p = reinterpret_cast<const uint8_t*>(cmd.data.data());
   switch (cmd.kind) {
     case Cmd::message:
-    case Cmd::fragment: frame_data(c, cmd.kind == Cmd::fragment, cmd.type, cmd.fin, p, cmd.data.size()); break;
-    case Cmd::ping: c->session->send_ping(p, cmd.data.size()); break;
-    case Cmd::pong: c->session->send_pong(p, cmd.data.size()); break;
+    case Cmd::fragment: frame_data(c, cmd.kind == Cmd::fragment, cmd.type, cmd.fin, pl.p, pl.n); break;
+    case Cmd::ping: c->session->send_ping(pl.p, pl.n); break;
+    case Cmd::pong: c->session->send_pong(pl.p, pl.n); break;
     case Cmd::close:
       if (c->session->send_close(cmd.code, cmd.data) == proto::SendResult::ok) {
         c->state = c->session->state() == proto::State::closed ? WS_STATE_CLOSED : WS_STATE_CLOSING;
@@ -990,19 +1005,36 @@ void apply(ws_conn* c, Cmd& cmd) {
   }
 }
 
+// What a connection keeps of its command queue's memory between batches.
+constexpr size_t kKeptCmds = 64;
+constexpr size_t kKeptSendBuffer = 16u << 10;
+
 void process_cmds(ws_conn* c) {
   std::vector<Cmd> cmds;
+  std::string buf;
   {
     std::lock_guard<std::mutex> g(c->mu);
-    cmds.swap(c->sendq);
+    if (c->sendq) {
+      cmds.swap(c->sendq->cmds);
+      buf.swap(c->sendq->bytes);
+    }
     c->scheduled = false;
   }
   for (auto& cmd : cmds) {
-    size_t n = cmd.kind <= Cmd::pong ? cmd.data.size() : 0;
-    apply(c, cmd);
+    size_t n = counted_bytes(cmd);
+    apply(c, cmd, payload_of(cmd, buf));
     c->pending_bytes -= n;
   }
   flush(c);
+  // The memory goes back for the next batch (no allocation per send in a
+  // steady stream); what an idle connection keeps of it is bounded.
+  cmds.clear();
+  buf.clear();
+  {
+    std::lock_guard<std::mutex> g(c->mu);
+    if (c->sendq && c->sendq->cmds.empty() && cmds.capacity() <= kKeptCmds) c->sendq->cmds.swap(cmds);
+    if (c->sendq && c->sendq->bytes.empty() && buf.capacity() <= kKeptSendBuffer) c->sendq->bytes.swap(buf);
+  }
   c->cv.notify_all();
 }
 
@@ -1027,13 +1059,34 @@ void submit(ws_conn* c, Cmd&& cmd) {
   enqueue(c, std::move(cmd));
 }
 
-// Queues cmd behind every command already queued; the loop runs them in order.
-void enqueue(ws_conn* c, Cmd&& cmd) {
+// Queues cmd behind every command already queued; the loop runs them in
+// order. A small payload (p, n) goes into the connection's send buffer under
+// the lock (no allocation of its own); a larger one is copied into the
+// command before the lock is taken.
+constexpr size_t kBufferedPayload = 4096;
+
+void enqueue(ws_conn* c, Cmd&& cmd, const uint8_t* p, size_t n) {
+  if (n > kBufferedPayload) {
+    cmd.data.assign(reinterpret_cast<const char*>(p), n);
+    n = 0;
+  }
   bool post;
   {
     std::lock_guard<std::mutex> g(c->mu);
-    if (cmd.kind <= Cmd::pong) c->pending_bytes += cmd.data.size();
-    c->sendq.push_back(std::move(cmd));
+    if (!c->sendq) c->sendq = std::make_unique<api::SendQueue>();
+    api::SendQueue& q = *c->sendq;
+    if (n && q.bytes.size() + n > UINT32_MAX) {  // offsets are 32-bit: this one on its own
+      cmd.data.assign(reinterpret_cast<const char*>(p), n);
+      n = 0;
+    }
+    if (n) {
+      cmd.in_buf = true;
+      cmd.buf_off = static_cast<uint32_t>(q.bytes.size());
+      cmd.buf_len = static_cast<uint32_t>(n);
+      q.bytes.append(reinterpret_cast<const char*>(p), n);
+    }
+    c->pending_bytes += counted_bytes(cmd);
+    q.cmds.push_back(std::move(cmd));
     post = !c->scheduled;
     c->scheduled = true;
   }
@@ -1109,8 +1162,7 @@ int send_data(ws_conn* c, const void* data, size_t len, int type, bool fragment,
   Cmd cmd{fragment ? Cmd::fragment : Cmd::message};
   cmd.type = static_cast<uint8_t>(type);
   cmd.fin = fragment ? fin != 0 : true;
-  cmd.data.assign(reinterpret_cast<const char*>(p), len);
-  submit(c, std::move(cmd));
+  enqueue(c, std::move(cmd), p, len);  // another thread's send (the loop's went straight in above)
   return WS_OK;
 }
 
@@ -1359,7 +1411,9 @@ WS_EXTERN int ws_receive(ws_conn* c, ws_message** out, int timeout_ms) {
   *out = nullptr;
   if (c->opts->callback_mode) return WS_ENOTSUP;
   if (c->state.load() == WS_STATE_CONNECTING && !c->closed) return WS_ESTATE;
-  auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms < 0 ? 0 : timeout_ms);
+  // The clock is read only for a wait that can time out.
+  Clock::time_point deadline{};
+  if (timeout_ms > 0) deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
   std::unique_lock<std::mutex> lk(c->mu);
   for (;;) {
     if (!c->inbox.empty()) {
@@ -1390,7 +1444,7 @@ WS_EXTERN size_t ws_message_size(const ws_message* m) { return m ? m->size : 0; 
 WS_EXTERN int ws_message_type(const ws_message* m) { return m ? m->type : WS_EINVAL; }
 WS_EXTERN void ws_message_free(ws_message* m) {
   if (!m) return;
-  std::free(m->data);
+  if (m->data != reinterpret_cast<uint8_t*>(m + 1)) std::free(m->data);  // a block taken over
   std::free(m);
 }
 

@@ -51,11 +51,12 @@ struct ws_options {
   void* cb_user = nullptr;
 };
 
+// Made with malloc (make_message in conn.cpp), freed by ws_message_free.
 struct ws_message {
   int type;
   size_t size;
-  uint8_t* data;  // malloc'ed, size + 1 bytes, NUL-terminated
-  ws_message* next = nullptr;  // in a connection's inbox
+  uint8_t* data;  // size + 1 bytes, NUL-terminated: right behind this header, or a block of its own
+  ws_message* next;  // in a connection's inbox
 };
 
 namespace wscore::api {
@@ -101,9 +102,19 @@ struct Cmd {
   explicit Cmd(Kind k) : kind(k) {}
   uint8_t type = 0;  // WS_TEXT / WS_BINARY
   bool fin = true;
+  bool in_buf = false;  // the payload is SendQueue::bytes[buf_off, +buf_len), not data
   uint16_t code = 0;
   int status = 0;
+  uint32_t buf_off = 0;
+  uint32_t buf_len = 0;
   std::string data;  // payload, close reason, subprotocol or reject body
+};
+
+// Commands from other threads for the loop, in order; small payloads side by
+// side in one buffer rather than a string each.
+struct SendQueue {
+  std::vector<Cmd> cmds;
+  std::string bytes;
 };
 
 void log(int level, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -243,7 +254,7 @@ struct ws_conn {
   int close_code = 0;
   std::unique_ptr<wscore::api::Notes> notes;  // made when there is something to say
   int open_result = 1;           // client: 1 pending, else WS_OK / WS_E*
-  std::vector<wscore::api::Cmd> sendq;
+  std::unique_ptr<wscore::api::SendQueue> sendq;  // made by the first send from another thread
   bool scheduled = false;
   std::atomic<size_t> pending_bytes{0};  // queued by callers, not yet framed
   std::atomic<size_t> wire_bytes{0};     // framed, not yet written to the socket

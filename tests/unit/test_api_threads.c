@@ -222,12 +222,19 @@ typedef struct {
   int id;
 } sender_arg;
 
+/* Message i of a sender: "id:i:" padded with one letter to a size that is
+ * small for most (queued side by side in the connection's send buffer) and
+ * over 4 KiB for every 7th (queued on its own), so both kinds interleave. */
+static size_t padded_size(int i) { return i % 7 == 3 ? 5000 + (size_t)(i % 5) * 1000 : 16 + (size_t)(i % 50); }
+
 static void *sender(void *p) {
   sender_arg *a = (sender_arg *)p;
-  char msg[64];
+  static __thread char msg[16384];
   for (int i = 0; i < PER_SENDER; i++) {
-    int n = snprintf(msg, sizeof msg, "%d:%d", a->id, i);
-    if (ws_send(a->ws, msg, (size_t)n, WS_TEXT) != WS_OK) return (void *)1;
+    int n = snprintf(msg, sizeof msg, "%d:%d:", a->id, i);
+    size_t len = padded_size(i);
+    memset(msg + n, 'a' + i % 26, len - (size_t)n);
+    if (ws_send(a->ws, msg, len, WS_TEXT) != WS_OK) return (void *)1;
   }
   return NULL;
 }
@@ -256,6 +263,9 @@ static void test_concurrent_send_receive(void **state) {
     assert_int_equal(sscanf((const char *)ws_message_data(m), "%d:%d", &id, &i), 2);
     assert_true(id >= 0 && id < SENDERS);
     assert_int_equal(i, next[id]);
+    assert_int_equal(ws_message_size(m), padded_size(i));
+    const char *d = (const char *)ws_message_data(m);
+    assert_int_equal(d[ws_message_size(m) - 1], 'a' + i % 26);
     next[id]++;
     ws_message_free(m);
   }

@@ -212,9 +212,17 @@ void write_bytes(ws_conn* c, const uint8_t* data, size_t len) {
     write_wire(c, data, len);
     return;
   }
-  if (len == 0 || c->transport_closing) return;
-  c->tls_engine->write_plaintext(data, len);  // refused (0) only after a failure or shutdown
-  tls_push(c);
+  // In slices of whole records, each taken and written before the next: the
+  // ciphertext of a big message never piles up in one buffer (that buffer
+  // would be allocated, grown and page-faulted anew for every message).
+  constexpr size_t kSlice = 4 * net::TlsEngine::kRecordPlaintext;
+  while (len > 0 && !c->transport_closing) {
+    size_t n = std::min(len, kSlice);
+    c->tls_engine->write_plaintext(data, n);  // refused (0) only after a failure or shutdown
+    tls_push(c);
+    data += n;
+    len -= n;
+  }
 }
 
 // Writes the session's output; closes TCP once the close handshake is over and
@@ -775,10 +783,30 @@ void tls_failed(ws_conn* c) {
 void on_tls_read(ws_conn* c, char* buf, size_t n) {
   net::TlsEngine& e = *c->tls_engine;
   e.feed_ciphertext(reinterpret_cast<uint8_t*>(buf), n);
-  size_t m;
-  while (!c->transport_closing &&
-         (m = e.read_plaintext(reinterpret_cast<uint8_t*>(buf), net::Loop::kReadBufferSize)) > 0)
-    on_plain(c, buf, m);
+  auto* p = reinterpret_cast<uint8_t*>(buf);
+  while (!c->transport_closing) {
+    // A large payload under way: decrypted straight into the message being
+    // assembled (as plain TCP reads go there, see on_alloc).
+    size_t room;
+    uint8_t* w = c->phase == Phase::open && c->session ? c->session->payload_window(kReadInPlaceMin, &room) : nullptr;
+    if (w) {
+      size_t m = e.read_plaintext(w, room);
+      if (m == 0) break;
+      feed_in_place(c, m);
+      continue;
+    }
+    // Every record that is in, back to back: frames that span records then
+    // lie whole in one buffer and are delivered in place, not assembled.
+    // (Only while a whole record still fits: one split across two reads
+    // would be kept and copied by OpenSSL.)
+    size_t filled = 0, m;
+    do {
+      m = e.read_plaintext(p + filled, net::Loop::kReadBufferSize - filled);
+      filled += m;
+    } while (m > 0 && net::Loop::kReadBufferSize - filled >= net::TlsEngine::kRecordPlaintext);
+    if (filled == 0) break;
+    on_plain(c, buf, filled);
+  }
   if (c->transport_closing) return;
   if (e.state() == net::TlsState::failed) {
     tls_failed(c);

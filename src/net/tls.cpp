@@ -279,13 +279,19 @@ const char* tls_state_name(TlsState s) noexcept {
 // memory. Never pushes back on writes; an empty input means "more is
 // coming" (retry), never end of stream.
 struct TlsBio {
+  static constexpr size_t kOutReserve = 4 * (TlsEngine::kRecordPlaintext + 64);
+
   static TlsEngine* engine(BIO* b) { return static_cast<TlsEngine*>(BIO_get_data(b)); }
 
   static int write(BIO* b, const char* data, size_t len, size_t* done) {
     TlsEngine* e = engine(b);
     BIO_clear_retry_flags(b);
     try {
-      e->out_.insert(e->out_.end(), data, data + len);
+      // Room for a few records at once: the buffer lives for one flush and
+      // should not grow record by record.
+      std::vector<uint8_t>& o = e->out_;
+      if (o.capacity() - o.size() < len) o.reserve(std::max({o.size() + len, 2 * o.capacity(), kOutReserve}));
+      o.insert(o.end(), data, data + len);
     } catch (const std::bad_alloc&) {
       return 0;
     }
@@ -594,8 +600,8 @@ size_t TlsEngine::take_ciphertext(std::vector<uint8_t>* out) noexcept {
   flush();
   size_t n = out_.size();
   if (n == 0) return 0;
-  if (out->empty() && out->capacity() <= out_.capacity()) {
-    out->swap(out_);  // no copy; the engine keeps no buffer
+  if (out->empty()) {
+    out->swap(out_);  // no copy; what out had is freed below: the engine keeps no buffer
   } else {
     try {
       out->insert(out->end(), out_.begin(), out_.end());

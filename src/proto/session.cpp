@@ -90,6 +90,22 @@ Event Session::fail_connection(uint16_t code, const char* why) {
   return ev;
 }
 
+// A whole single-frame text message: false, with ev the failure, when it is
+// not UTF-8 (the same reasons as the incremental path gives, so that how the
+// bytes were split never shows in the result).
+bool Session::whole_text_ok(const uint8_t* p, size_t n, Event& ev) {
+  rx_utf8_.reset();
+  if (rx_utf8_.feed(p, n) != Utf8Validator::npos) {
+    ev = fail_connection(1007, "text message is not valid UTF-8");
+    return false;
+  }
+  if (!rx_utf8_.complete()) {
+    ev = fail_connection(1007, "text message ends inside a UTF-8 sequence");
+    return false;
+  }
+  return true;
+}
+
 size_t Session::receive(uint8_t* data, size_t len, Event& ev) {
   ev = Event{};
   if (state_ == State::closed || close_received_) return len;  // nothing more is read
@@ -113,17 +129,7 @@ size_t Session::receive(uint8_t* data, size_t len, Event& ev) {
         uint8_t* p = data + payload;
         if (want_mask) mask_bytes(p, n, data + at, 0);
         const bool text = b0 == 0x81;
-        if (text) {
-          rx_utf8_.reset();
-          if (rx_utf8_.feed(p, n) != Utf8Validator::npos) {
-            ev = fail_connection(1007, "text message is not valid UTF-8");
-            return len;
-          }
-          if (!rx_utf8_.complete()) {
-            ev = fail_connection(1007, "text message ends inside a UTF-8 sequence");
-            return len;
-          }
-        }
+        if (text && !whole_text_ok(p, n, ev)) return len;
         if (!msg_.empty()) msg_.clear();  // an earlier joined message's bytes
         msg_.release_if_above(kRetainedCapacity);
         ev.type = EventType::message;
@@ -184,18 +190,7 @@ size_t Session::receive(uint8_t* data, size_t len, Event& ev) {
         uint8_t* p = data + pos;
         size_t n = static_cast<size_t>(h.length);
         if (h.masked) mask_bytes(p, n, h.mask, 0);
-        if (h.opcode == Opcode::text) {
-          // Same reasons as the incremental path, so that how the bytes were
-          // split never shows in the result.
-          if (rx_utf8_.feed(p, n) != Utf8Validator::npos) {
-            ev = fail_connection(1007, "text message is not valid UTF-8");
-            return len;
-          }
-          if (!rx_utf8_.complete()) {
-            ev = fail_connection(1007, "text message ends inside a UTF-8 sequence");
-            return len;
-          }
-        }
+        if (h.opcode == Opcode::text && !whole_text_ok(p, n, ev)) return len;
         pos += n;
         in_payload_ = false;
         remaining_ = 0;

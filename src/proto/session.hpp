@@ -163,6 +163,7 @@ class Session {
  private:
   SendResult send_message_general(Opcode op, const uint8_t* data, size_t len, Utf8Checked checked);
   Event fail_connection(uint16_t code, const char* why);
+  bool whole_text_ok(const uint8_t* p, size_t n, Event& ev);
   SendResult check_message(Opcode op, const uint8_t* data, size_t len, Utf8Checked checked) const;
   bool frame_end(Event& ev);
   void handle_control(Event& ev);

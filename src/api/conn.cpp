@@ -524,7 +524,10 @@ void server_handshake_data(ws_conn* c) {
     return;
   }
   hsb(c).key = chk.key;
-  c->offered_subprotocols = chk.subprotocols;
+  if (!chk.subprotocols.empty()) {
+    c->up = std::make_unique<api::UpgradeInfo>();
+    c->up->offered = chk.subprotocols;
+  }
   std::string chosen;
   for (const auto& offer : chk.subprotocols) {
     for (const auto& mine : c->opts->subprotocols)
@@ -552,8 +555,11 @@ void server_handshake_data(ws_conn* c) {
 
 void server_accept_upgrade(ws_conn* c, const std::string& subprotocol, std::string leftover) {
   proto::Headers extra = c->opts->headers;
-  extra.insert(extra.end(), c->upgrade_headers.begin(), c->upgrade_headers.end());
-  c->subprotocol = subprotocol;
+  if (c->up) extra.insert(extra.end(), c->up->headers.begin(), c->up->headers.end());
+  if (!subprotocol.empty()) {
+    if (!c->up) c->up = std::make_unique<api::UpgradeInfo>();
+    c->up->subprotocol = subprotocol;
+  }
   std::string resp = proto::build_response_101(hsb(c).key, subprotocol, "", extra);
   write_bytes(c, reinterpret_cast<const uint8_t*>(resp.data()), resp.size());
   if (c->transport_closing) return;
@@ -588,7 +594,10 @@ void client_handshake_data(ws_conn* c) {
     finish_open_error(c, WS_EHANDSHAKE, chk.error);
     return;
   }
-  c->subprotocol = chk.subprotocol;
+  if (!chk.subprotocol.empty()) {
+    c->up = std::make_unique<api::UpgradeInfo>();
+    c->up->subprotocol = chk.subprotocol;
+  }
   std::string leftover = hsb(c).in.substr(r.consumed);
   hsb(c).in.clear();
   hsb(c).in.shrink_to_fit();
@@ -1599,7 +1608,7 @@ WS_EXTERN void ws_set_user_data(ws_conn* c, void* data) {
 }
 WS_EXTERN void* ws_get_user_data(const ws_conn* c) { return c ? c->user_data.load() : nullptr; }
 
-WS_EXTERN const char* ws_subprotocol(const ws_conn* c) { return c ? c->subprotocol.c_str() : ""; }
+WS_EXTERN const char* ws_subprotocol(const ws_conn* c) { return c && c->up ? c->up->subprotocol.c_str() : ""; }
 WS_EXTERN int ws_is_server(const ws_conn* c) { return c ? (c->is_server ? 1 : 0) : WS_EINVAL; }
 WS_EXTERN int ws_is_tls(const ws_conn* c) { return c ? (c->tls ? 1 : 0) : WS_EINVAL; }
 WS_EXTERN int ws_http_status(const ws_conn* c) { return c ? c->http_status : WS_EINVAL; }
@@ -1645,10 +1654,10 @@ WS_EXTERN int ws_upgrade_accept(ws_conn* c, const char* subprotocol) {
   if (!c) return WS_EINVAL;
   WS_GUARD_BEGIN
   std::string sp = subprotocol ? subprotocol : "";
+  std::lock_guard<api::SmallMutex> sg(c->send_mu);  // c->up may be made by ws_upgrade_add_header
   if (!sp.empty() &&
-      std::find(c->offered_subprotocols.begin(), c->offered_subprotocols.end(), sp) == c->offered_subprotocols.end())
+      (!c->up || std::find(c->up->offered.begin(), c->up->offered.end(), sp) == c->up->offered.end()))
     return WS_EINVAL;
-  std::lock_guard<api::SmallMutex> sg(c->send_mu);
   if (!c->is_server || c->state.load() != WS_STATE_CONNECTING || c->close_started) return WS_ESTATE;
   c->close_started = false;
   Cmd cmd{Cmd::upgrade_accept};
@@ -1666,7 +1675,8 @@ WS_EXTERN int ws_upgrade_add_header(ws_conn* c, const char* name, const char* va
   std::lock_guard<api::SmallMutex> sg(c->send_mu);
   if (!c->is_server || c->state.load() != WS_STATE_CONNECTING) return WS_ESTATE;
   // Read by the loop only when it handles the accept command queued after this.
-  c->upgrade_headers.emplace_back(name, value);
+  if (!c->up) c->up = std::make_unique<api::UpgradeInfo>();
+  c->up->headers.emplace_back(name, value);
   return WS_OK;
   WS_GUARD_END
 }

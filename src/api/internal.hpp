@@ -159,6 +159,12 @@ struct ws_server;
 namespace wscore::api {
 // A connection's words, made on first use (an idle open connection has none
 // to keep). Under the connection's mu; the strings are stable once written.
+struct UpgradeInfo {
+  wscore::proto::Headers headers;      // manual upgrade: extra 101 headers
+  std::vector<std::string> offered;    // server: the client's subprotocol offers
+  std::string subprotocol;             // the one chosen
+};
+
 struct Handshaking {
   std::string in;   // handshake bytes received so far (and, pending a manual upgrade, frames that came early)
   std::string key;  // client: the key sent; server: the key received
@@ -267,9 +273,11 @@ struct ws_conn {
 
   // ---- handshake details: written by the loop before the handle is shared ----
   wscore::api::HeadBlock head;  // server: the request's target and headers; client: the response's headers
-  wscore::proto::Headers upgrade_headers;  // manual upgrade: extra 101 headers
-  std::vector<std::string> offered_subprotocols;  // server: the client's offers
-  std::string subprotocol;
+  // Subprotocols and manual-upgrade headers, made only when there are any:
+  // by the loop before the handle is shared (offers), by ws_upgrade_add_header
+  // before the accept command that the loop reads them after, by the loop at
+  // the upgrade (the chosen subprotocol).
+  std::unique_ptr<wscore::api::UpgradeInfo> up;
   int http_status = 0;
   std::string peer;
   bool tls = false;

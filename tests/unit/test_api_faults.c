@@ -264,6 +264,23 @@ static void test_manual_upgrade(void **state) {
   assert_memory_equal(frame, "\x81\x07welcome", 9);
   close(fd);
   ws_free(s);
+  /* Accept with one of the client's subprotocols: the 101 names it, and so
+   * does ws_subprotocol; one it did not offer is refused. */
+  static const char *kWithProtocols =
+      "GET /raw HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+      "Sec-WebSocket-Protocol: chat, superchat\r\n"
+      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+  fd = raw_connect(port);
+  write_all(fd, kWithProtocols, strlen(kWithProtocols));
+  assert_int_equal(ws_accept(srv, &s, 5000), WS_OK);
+  assert_string_equal(ws_subprotocol(s), "");
+  assert_int_equal(ws_upgrade_accept(s, "chat2"), WS_EINVAL);
+  assert_int_equal(ws_upgrade_accept(s, "superchat"), WS_OK);
+  assert_true(read_head(fd, head, sizeof head, 3000) > 0);
+  assert_non_null(strstr(head, "Sec-WebSocket-Protocol: superchat"));
+  assert_string_equal(ws_subprotocol(s), "superchat");
+  close(fd);
+  ws_free(s);
   ws_server_free(srv);
 }
 

@@ -432,30 +432,10 @@ def render(srows, crows, a, calls_rows):
            f"Measured {datetime.date.today()} on {os.cpu_count()} cores (`nproc`), kernel "
            f"{platform.release()}, load average {a.load_start} at the start and {load} at the end "
            f"(the machine is shared with other work).", ""]
-    out += ["### Python echo server, driven by tests/bench/loadgen", ""]
-    for name, *_ in SERVER_SCENARIOS:
-        ref = srows.get((name, "websockets"))
-        out += [f"#### {name}", "",
-                "| server | messages/s | MB/s | × websockets | server CPU µs/msg |", "|---|---|---|---|---|"]
-        for kind in SERVER_KINDS:
-            r = srows.get((name, kind))
-            if r:
-                ratio = f"{r['msgs_per_s'] / ref['msgs_per_s']:.2f}" if ref else "-"
-                out.append(f"| {_label(kind, 'server')} | {r['msgs_per_s']:,.0f} | {r['MBps']:.1f} | {ratio} | "
-                           f"{r['cpu_us_per_msg']:.1f} |")
-        out.append("")
-    out += ["### Python echo client, against the wscore CLI echo server (C, callback mode)", ""]
-    for name, *_ in CLIENT_SCENARIOS:
-        ref = crows.get((name, "websockets"))
-        out += [f"#### {name}", "",
-                "| client | messages/s | MB/s | × websockets | client CPU µs/msg |", "|---|---|---|---|---|"]
-        for kind in CLIENT_KINDS:
-            r = crows.get((name, kind))
-            if r:
-                ratio = f"{r['msgs_per_s'] / ref['msgs_per_s']:.2f}" if ref else "-"
-                out.append(f"| {_label(kind, 'client')} | {r['msgs_per_s']:,.0f} | {r['MBps']:.1f} | {ratio} | "
-                           f"{r['cpu_us_per_msg']:.1f} |")
-        out.append("")
+    out += _tables("### Python echo server, driven by tests/bench/loadgen", SERVER_SCENARIOS, srows,
+                   SERVER_KINDS, "server")
+    out += _tables("### Python echo client, against the wscore CLI echo server (C, callback mode)",
+                   CLIENT_SCENARIOS, crows, CLIENT_KINDS, "client")
     if calls_rows:
         out += ["### cffi call overhead (`bench_python.py --calls`)", "",
                 "| mode | " + " | ".join(f"`{k}` ns" for k in next(iter(calls_rows.values()))) + " |",
@@ -464,6 +444,23 @@ def render(srows, crows, a, calls_rows):
             out.append(f"| {label} | " + " | ".join(f"{v:.0f}" for v in r.values()) + " |")
         out.append("")
     return "\n".join(out)
+
+
+def _tables(title, scenarios, rows, kinds, role):
+    """One table per scenario: each kind's figures and its ratio to websockets'."""
+    out = [title, ""]
+    for name, *_ in scenarios:
+        ref = rows.get((name, "websockets"))
+        out += [f"#### {name}", "",
+                f"| {role} | messages/s | MB/s | × websockets | {role} CPU µs/msg |", "|---|---|---|---|---|"]
+        for kind in kinds:
+            r = rows.get((name, kind))
+            if r:
+                ratio = f"{r['msgs_per_s'] / ref['msgs_per_s']:.2f}" if ref else "-"
+                out.append(f"| {_label(kind, role)} | {r['msgs_per_s']:,.0f} | {r['MBps']:.1f} | {ratio} | "
+                           f"{r['cpu_us_per_msg']:.1f} |")
+        out.append("")
+    return out
 
 
 def _version(mod):

@@ -446,6 +446,18 @@ def measured_line(meta):
     return line
 
 
+def table_rows(rows, columns, fmt):
+    """The table lines of the servers in `rows`, in ORDER: fmt(name, result), or
+    the error in the first of `columns` cells."""
+    out = []
+    for n in ORDER:
+        if n not in rows:
+            continue
+        r = rows[n]
+        out.append(f"| {n} | {cell_error(r)} |" + " |" * (columns - 1) if "error" in r else fmt(n, r))
+    return out
+
+
 def render(res, meta, plot_rel):
     runs_note = f"medians of {meta['runs']} runs of {meta['seconds']} s"
     out = ["## Echo benchmark", "",
@@ -489,19 +501,15 @@ def render(res, meta, plot_rel):
                 "| server | messages/s | MB/s | × raw | × best peer | RTT p50 µs | p99 µs | p99.9 µs | "
                 "server CPU µs/msg | CPU × raw |",
                 "|---|---|---|---|---|---|---|---|---|---|"]
-        for n in ORDER:
-            if n not in rows:
-                continue
-            r = rows[n]
-            if "error" in r:
-                out.append(f"| {n} | {cell_error(r)} | | | | | | | | |")
-                continue
+        def echo_row(n, r):
             partial = f" ({r['runs']} of {r['of']} runs)" if r["runs"] < r["of"] else ""
-            out.append(f"| {n}{partial} | {r['msgs_per_s']:,.0f} | {r['MBps']:,.1f} | "
-                       f"{fmt_ratio(ratio(r['msgs_per_s'], raw['msgs_per_s']) if raw_ok else None)} | "
-                       f"{fmt_ratio(ratio(r['msgs_per_s'], bp))} | {r['p50_us']:,.0f} | {r['p99_us']:,.0f} | "
-                       f"{r['p999_us']:,.0f} | {r['cpu_us_per_msg']:.2f} | "
-                       f"{fmt_ratio(ratio(r['cpu_us_per_msg'], raw['cpu_us_per_msg']) if raw_ok else None)} |")
+            return (f"| {n}{partial} | {r['msgs_per_s']:,.0f} | {r['MBps']:,.1f} | "
+                    f"{fmt_ratio(ratio(r['msgs_per_s'], raw['msgs_per_s']) if raw_ok else None)} | "
+                    f"{fmt_ratio(ratio(r['msgs_per_s'], bp))} | {r['p50_us']:,.0f} | {r['p99_us']:,.0f} | "
+                    f"{r['p999_us']:,.0f} | {r['cpu_us_per_msg']:.2f} | "
+                    f"{fmt_ratio(ratio(r['cpu_us_per_msg'], raw['cpu_us_per_msg']) if raw_ok else None)} |")
+
+        out += table_rows(rows, 9, echo_row)
         if bp_name:
             out.append(f"\nBest peer: {bp_name}. The {unit} figure is the one to compare here.")
         out.append("")
@@ -516,16 +524,10 @@ def render(res, meta, plot_rel):
                 "unmasking.", "",
                 "| server | handshakes/s | × raw | × best peer | latency p50 µs | p99 µs | server CPU µs/handshake |",
                 "|---|---|---|---|---|---|---|"]
-        for n in ORDER:
-            if n not in hs:
-                continue
-            r = hs[n]
-            if "error" in r:
-                out.append(f"| {n} | {cell_error(r)} | | | | | |")
-                continue
-            out.append(f"| {n} | {r['per_s']:,.0f} | {fmt_ratio(ratio(r['per_s'], raw['per_s']) if raw_ok else None)} | "
-                       f"{fmt_ratio(ratio(r['per_s'], bp))} | {r['p50_us']:,.0f} | {r['p99_us']:,.0f} | "
-                       f"{r['cpu_us_per_hs']:.1f} |")
+        out += table_rows(hs, 6, lambda n, r: (
+            f"| {n} | {r['per_s']:,.0f} | {fmt_ratio(ratio(r['per_s'], raw['per_s']) if raw_ok else None)} | "
+            f"{fmt_ratio(ratio(r['per_s'], bp))} | {r['p50_us']:,.0f} | {r['p99_us']:,.0f} | "
+            f"{r['cpu_us_per_hs']:.1f} |"))
         if bp_name:
             out.append(f"\nBest peer: {bp_name}.")
         out.append("")

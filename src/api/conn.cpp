@@ -1164,7 +1164,7 @@ int send_data(ws_conn* c, const void* data, size_t len, int type, bool fragment,
   if (!c || (len && !data)) return WS_EINVAL;
   if (type != WS_TEXT && type != WS_BINARY) return WS_EINVAL;
   const uint8_t* p = static_cast<const uint8_t*>(data);
-  std::lock_guard<api::SmallMutex> sg(c->send_mu);
+  api::SendGuard sg(c);
   if (c->state.load() == WS_STATE_CONNECTING) return WS_ESTATE;
   if (c->closed) return WS_ECLOSED;
   if (c->close_started || c->state.load() >= WS_STATE_CLOSING) return WS_ESTATE;
@@ -1206,7 +1206,7 @@ int send_data(ws_conn* c, const void* data, size_t len, int type, bool fragment,
 int send_control(ws_conn* c, Cmd::Kind kind, const void* data, size_t len) {
   if (!c || (len && !data)) return WS_EINVAL;
   if (len > 125) return WS_EINVAL;
-  std::lock_guard<api::SmallMutex> sg(c->send_mu);
+  api::SendGuard sg(c);
   if (c->state.load() == WS_STATE_CONNECTING) return WS_ESTATE;
   if (c->closed) return WS_ECLOSED;
   if (c->close_started || c->state.load() >= WS_STATE_CLOSING) return WS_ESTATE;
@@ -1242,6 +1242,19 @@ void set_fd_ready(int efd, bool* signaled, bool want) {
   ssize_t r = want ? write(efd, &v, sizeof v) : read(efd, &v, sizeof v);
   (void)r;  // an eventfd write/read of 8 bytes cannot fail short
   *signaled = want;
+}
+
+void revoke_send_bias(ws_conn* c) {
+  uint8_t b = kBiased;
+  if (c->send_bias.compare_exchange_strong(b, kRevoking, std::memory_order_acq_rel)) {
+    conn_retain(c);
+    c->loop->post([c] {
+      c->send_bias.store(kUnbiased, std::memory_order_release);
+      c->send_bias.notify_all();
+      conn_release(c);
+    });
+  }
+  while ((b = c->send_bias.load(std::memory_order_acquire)) != kUnbiased) c->send_bias.wait(b, std::memory_order_acquire);
 }
 
 void conn_retain(ws_conn* c) { c->refs.fetch_add(1, std::memory_order_relaxed); }
@@ -1280,6 +1293,8 @@ ws_conn* new_conn(std::shared_ptr<const ws_options> opts, bool is_server, net::L
   c->opts = std::move(opts);
   c->is_server = is_server;
   c->efd = efd;
+  // Callback mode: sends come from the loop's callbacks (see SendGuard).
+  if (c->opts->callback_mode) c->send_bias.store(api::kBiased, std::memory_order_relaxed);
   return c;
 }
 
@@ -1339,7 +1354,7 @@ void conn_shutdown(ws_conn* c, uint16_t code, const char* reason) {
   if (c->transport_closing) return;
   if (c->phase == Phase::open && c->session && !c->session->close_sent()) {
     {
-      std::lock_guard<api::SmallMutex> g(c->send_mu);
+      api::SendGuard g(c);
       c->close_started = true;
     }
     Cmd cmd{Cmd::close};
@@ -1514,7 +1529,7 @@ WS_EXTERN int ws_close(ws_conn* c, int code, const char* reason) {
   if (!valid_close_request(code, reason)) return WS_EINVAL;
   WS_GUARD_BEGIN
   {
-    std::lock_guard<api::SmallMutex> sg(c->send_mu);
+    api::SendGuard sg(c);
     if (c->closed) return WS_ECLOSED;
     if (c->state.load() == WS_STATE_CONNECTING) return WS_ESTATE;
     if (!c->close_started) {
@@ -1577,7 +1592,7 @@ WS_EXTERN void ws_free(ws_conn* c) {
   try {
     bool open;
     {
-      std::lock_guard<api::SmallMutex> sg(c->send_mu);
+      api::SendGuard sg(c);
       open = !c->closed && !c->close_started;
       c->close_started = true;
     }
@@ -1654,7 +1669,7 @@ WS_EXTERN int ws_upgrade_accept(ws_conn* c, const char* subprotocol) {
   if (!c) return WS_EINVAL;
   WS_GUARD_BEGIN
   std::string sp = subprotocol ? subprotocol : "";
-  std::lock_guard<api::SmallMutex> sg(c->send_mu);  // c->up may be made by ws_upgrade_add_header
+  api::SendGuard sg(c);  // c->up may be made by ws_upgrade_add_header
   if (!sp.empty() &&
       (!c->up || std::find(c->up->offered.begin(), c->up->offered.end(), sp) == c->up->offered.end()))
     return WS_EINVAL;
@@ -1672,7 +1687,7 @@ WS_EXTERN int ws_upgrade_add_header(ws_conn* c, const char* name, const char* va
   if (!c || !name || !value) return WS_EINVAL;
   if (!proto::valid_header_name(name) || !proto::valid_header_value(value)) return WS_EINVAL;
   WS_GUARD_BEGIN
-  std::lock_guard<api::SmallMutex> sg(c->send_mu);
+  api::SendGuard sg(c);
   if (!c->is_server || c->state.load() != WS_STATE_CONNECTING) return WS_ESTATE;
   // Read by the loop only when it handles the accept command queued after this.
   if (!c->up) c->up = std::make_unique<api::UpgradeInfo>();
@@ -1684,7 +1699,7 @@ WS_EXTERN int ws_upgrade_add_header(ws_conn* c, const char* name, const char* va
 WS_EXTERN int ws_upgrade_reject(ws_conn* c, int status, const void* body, size_t len) {
   if (!c || status < 100 || status > 599 || status == 101 || (len && !body)) return WS_EINVAL;
   WS_GUARD_BEGIN
-  std::lock_guard<api::SmallMutex> sg(c->send_mu);
+  api::SendGuard sg(c);
   if (!c->is_server || c->state.load() != WS_STATE_CONNECTING || c->close_started) return WS_ESTATE;
   c->close_started = true;
   Cmd cmd{Cmd::upgrade_reject};

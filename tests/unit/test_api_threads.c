@@ -304,6 +304,150 @@ static void test_free_while_busy(void **state) {
   echo_stop(&e);
 }
 
+/* Sends on one connection from its loop's callbacks and from another thread
+ * at once. The loop thread's sends skip the send lock until another thread
+ * first sends (the lock's bias, see SendGuard); that first send revokes the
+ * bias while the loop is busy echoing. The other thread sends fragmented text
+ * messages while the client keeps the loop echoing, so loop-thread echoes
+ * fall inside fragmented messages: each of those must be refused (WS_ESTATE)
+ * and every other must go out whole. A race on the send state would put a
+ * frame inside a fragmented message, which the client fails with 1002, or
+ * lose or corrupt a message, which the counts and contents catch. */
+enum { kForeign = 2000, kMaxEchoes = 400000 };
+static struct {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  ws_conn *conn;
+  int echoed_ok, echo_refused, echo_other, seen;
+  int foreign_done, total; /* total: echoes the client sent, -1 until known */
+} x = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, NULL, 0, 0, 0, 0, 0, -1};
+
+static void mix_on_open(ws_conn *ws, void *user) {
+  (void)user;
+  pthread_mutex_lock(&x.mu);
+  x.conn = ws_retain(ws);
+  pthread_cond_broadcast(&x.cv);
+  pthread_mutex_unlock(&x.mu);
+}
+
+static void mix_on_message(ws_conn *ws, int type, const void *data, size_t len, void *user) {
+  (void)user;
+  int rc = ws_send(ws, data, len, type);
+  pthread_mutex_lock(&x.mu);
+  x.seen++;
+  if (rc == WS_OK)
+    x.echoed_ok++;
+  else if (rc == WS_ESTATE)
+    x.echo_refused++;
+  else
+    x.echo_other++;
+  pthread_cond_broadcast(&x.cv);
+  pthread_mutex_unlock(&x.mu);
+}
+
+static void *mix_foreign(void *arg) {
+  (void)arg;
+  pthread_mutex_lock(&x.mu);
+  while (!x.conn) pthread_cond_wait(&x.cv, &x.mu);
+  ws_conn *ws = x.conn;
+  while (x.seen < 100) pthread_cond_wait(&x.cv, &x.mu); /* the loop is echoing, biased */
+  pthread_mutex_unlock(&x.mu);
+  for (int i = 0; i < kForeign; i++) {
+    char part[32];
+    int n = snprintf(part, sizeof part, "F%d:", i);
+    assert_int_equal(ws_send_fragment(ws, part, (size_t)n, WS_TEXT, 0), WS_OK);
+    assert_int_equal(ws_send_fragment(ws, "\xc3", 1, WS_TEXT, 0), WS_OK); /* "é" split across fragments */
+    if (i % 16 == 0) usleep(50); /* leave the loop room to echo mid-message */
+    assert_int_equal(ws_send_fragment(ws, "\xa9", 1, WS_TEXT, 1), WS_OK);
+  }
+  pthread_mutex_lock(&x.mu);
+  x.foreign_done = 1;
+  while (x.total < 0 || x.seen < x.total) pthread_cond_wait(&x.cv, &x.mu);
+  pthread_mutex_unlock(&x.mu);
+  assert_int_equal(ws_close(ws, 4001, "done"), WS_OK);
+  return NULL;
+}
+
+static struct {
+  ws_conn *c;
+  int loop_got, foreign_got, close_code;
+} rd;
+
+static void *mix_reader(void *arg) {
+  (void)arg;
+  int next_foreign = 0, last_echo = -1;
+  for (;;) {
+    ws_message *m = NULL;
+    int rc = ws_receive(rd.c, &m, 10000);
+    if (rc == WS_ECLOSED) break;
+    assert_int_equal(rc, WS_OK);
+    const char *d = (const char *)ws_message_data(m);
+    if (ws_message_type(m) == WS_BINARY) {
+      assert_int_equal(d[0], 'L');
+      int k = atoi(d + 1);
+      assert_true(k > last_echo); /* in order, none twice */
+      last_echo = k;
+      rd.loop_got++;
+    } else {
+      char want[32];
+      snprintf(want, sizeof want, "F%d:\xc3\xa9", next_foreign++);
+      assert_string_equal(d, want);
+      rd.foreign_got++;
+    }
+    ws_message_free(m);
+  }
+  rd.close_code = ws_close_code(rd.c);
+  return NULL;
+}
+
+static void test_loop_and_thread_send_on_one_connection(void **state) {
+  (void)state;
+  ws_options *o = ws_options_new();
+  ws_callbacks cbs = {mix_on_open, mix_on_message, NULL, NULL};
+  assert_int_equal(ws_options_set_callbacks(o, &cbs, sizeof cbs, NULL), WS_OK);
+  ws_server *srv = NULL;
+  assert_int_equal(ws_listen("127.0.0.1", 0, o, &srv), WS_OK);
+  ws_options_free(o);
+  pthread_t th, reader;
+  assert_int_equal(pthread_create(&th, NULL, mix_foreign, NULL), 0);
+  char url[64];
+  url_for(url, sizeof url, ws_server_port(srv), "/mix");
+  assert_int_equal(ws_open(url, NULL, &rd.c), WS_OK);
+  assert_int_equal(pthread_create(&reader, NULL, mix_reader, NULL), 0);
+  int sent = 0, done = 0;
+  while (!done && sent < kMaxEchoes) {  /* keep the loop echoing until the other thread is done */
+    for (int j = 0; j < 64; j++, sent++) {
+      char b[32];
+      int n = snprintf(b, sizeof b, "L%d", sent);
+      assert_int_equal(ws_send(rd.c, b, (size_t)n, WS_BINARY), WS_OK);
+    }
+    usleep(100);
+    pthread_mutex_lock(&x.mu);
+    done = x.foreign_done;
+    pthread_mutex_unlock(&x.mu);
+  }
+  pthread_mutex_lock(&x.mu);
+  x.total = sent;
+  pthread_cond_broadcast(&x.cv);
+  pthread_mutex_unlock(&x.mu);
+  assert_int_equal(pthread_join(th, NULL), 0);
+  assert_int_equal(pthread_join(reader, NULL), 0);
+  assert_int_equal(rd.close_code, 4001);
+  pthread_mutex_lock(&x.mu);
+  assert_true(done); /* the other thread finished while the client was still sending */
+  assert_int_equal(x.seen, sent);
+  assert_int_equal(x.echo_other, 0);
+  assert_int_equal(rd.loop_got, x.echoed_ok);
+  assert_int_equal(x.echoed_ok + x.echo_refused, sent);
+  assert_true(x.echo_refused > 0); /* the two did overlap */
+  ws_conn *sc = x.conn;
+  pthread_mutex_unlock(&x.mu);
+  assert_int_equal(rd.foreign_got, kForeign);
+  ws_free(sc);
+  ws_free(rd.c);
+  ws_server_free(srv);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_loop_threads_stop_when_unused),
@@ -312,6 +456,7 @@ int main(void) {
       cmocka_unit_test(test_several_threads_port_in_use),
       cmocka_unit_test(test_concurrent_send_receive),
       cmocka_unit_test(test_free_while_busy),
+      cmocka_unit_test(test_loop_and_thread_send_on_one_connection),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,12 +1,21 @@
 // Connections: the loop-thread side (reads, writes, handshake, session events,
 // timers) and the caller-thread side (ws_open, ws_send, ws_receive, ws_close,
 // accessors). Caller threads never touch libuv: they queue commands.
+#include <linux/futex.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cassert>
+#include <climits>
+#include <cerrno>
+#include <cstddef>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -31,9 +40,6 @@ using api::Phase;
 
 namespace {
 
-void on_handle_closed(uv_handle_t* h);
-void on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf);
-void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf);
 void close_transport(ws_conn* c, int code_if_unset, const char* why, bool linger = false);
 void flush(ws_conn* c);
 void enqueue(ws_conn* c, wscore::api::Cmd&& cmd, const uint8_t* p = nullptr, size_t n = 0);
@@ -55,7 +61,7 @@ api::Handshaking& hsb(ws_conn* c) {
 }
 
 void set_detail(ws_conn* c, const std::string& d) {
-  std::lock_guard<std::mutex> g(c->mu);
+  std::lock_guard<api::SmallMutex> g(c->mu);
   if (api::Notes* n = notes_locked(c)) n->error_detail = d;
 }
 
@@ -102,33 +108,68 @@ std::string sockaddr_string(const struct sockaddr_storage& ss) {
 
 void record_peer(ws_conn* c) {
   struct sockaddr_storage ss;
-  int len = sizeof ss;
-  if (uv_tcp_getpeername(&c->tcp, reinterpret_cast<sockaddr*>(&ss), &len) == 0)
+  socklen_t len = sizeof ss;
+  if (getpeername(c->fd, reinterpret_cast<sockaddr*>(&ss), &len) == 0)
     c->peer = sockaddr_string(ss);
 }
 
-// ---- writes ----
+// ---- the socket ----
 
-struct WriteReq {
-  uv_write_t req;
-  ws_conn* conn;
-  size_t size;
-  char data[1];  // flexible
-};
+// What the socket is watched for: reads while wanted, writability while
+// bytes wait or a connect is under way.
+void watch(ws_conn* c) {
+  if (c->fd < 0) return;
+  uint32_t ev = (c->reading ? EPOLLIN : 0u) | (c->wq_head || c->connecting ? EPOLLOUT : 0u);
+  int rc = c->loop->io_watch(c, ev);
+  if (rc < 0 && !c->transport_closing) close_transport(c, WS_CLOSE_ABNORMAL, uv_strerror(rc));
+}
 
-void on_write(uv_write_t* req, int status) {
-  WriteReq* w = reinterpret_cast<WriteReq*>(req);
-  ws_conn* c = w->conn;
-  c->writes_pending--;
-  c->wire_bytes -= w->size;
-  std::free(w);
-  if (status < 0 && !c->transport_closing) {
-    close_transport(c, WS_CLOSE_ABNORMAL, uv_strerror(status));
-  } else if (!c->transport_closing) {
+void read_start(ws_conn* c) {
+  c->reading = true;
+  watch(c);
+}
+
+void read_stop(ws_conn* c) {
+  c->reading = false;
+  watch(c);
+}
+
+// The queue's chunks are dropped (the socket is gone).
+void drop_write_queue(ws_conn* c) {
+  while (api::WriteChunk* w = c->wq_head) {
+    c->wq_head = w->next;
+    c->wire_bytes -= w->size;
+    std::free(w);
+  }
+  c->wq_tail = nullptr;
+  c->wq_off = 0;
+}
+
+// Closes the socket now; its reference goes back from a task, after any
+// event of this loop pass that was fetched for it (see Loop::io_watch).
+void close_socket(ws_conn* c) {
+  if (c->fd < 0) return;
+  c->reading = c->connecting = false;
+  c->loop->io_watch(c, 0);
+  ::close(c->fd);
+  c->fd = -1;
+  drop_write_queue(c);
+  c->loop->post([c] { api::conn_release(c); });
+}
+
+void send_fin(ws_conn* c) {
+  c->shutdown_wanted = false;
+  ::shutdown(c->fd, SHUT_WR);  // fails only on a socket that is not connected: then there is nothing to end
+}
+
+// The queue went out (all of it or some): what a finished write lets happen.
+void after_write(ws_conn* c) {
+  if (!c->transport_closing) {
+    if (!c->wq_head && c->shutdown_wanted) send_fin(c);
     flush(c);
   }
   {
-    std::lock_guard<std::mutex> g(c->mu);
+    std::lock_guard<api::SmallMutex> g(c->mu);
   }
   c->cv.notify_all();
   if (c->drain_wanted && !c->transport_closing &&
@@ -136,7 +177,43 @@ void on_write(uv_write_t* req, int status) {
     c->drain_wanted = false;
     if (c->opts->cbs.on_drain) c->opts->cbs.on_drain(c, c->opts->cb_user);
   }
-  api::conn_release(c);
+}
+
+// The socket is writable: as much of the queue as it takes.
+void write_queue(ws_conn* c) {
+  iovec iov[64];
+  int k = 0;
+  size_t off = c->wq_off;
+  for (api::WriteChunk* w = c->wq_head; w && k < 64; w = w->next, off = 0)
+    iov[k++] = {w->data + off, w->size - off};
+  ssize_t n;
+  do n = ::writev(c->fd, iov, k);
+  while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return;
+    close_transport(c, WS_CLOSE_ABNORMAL, std::strerror(errno));
+    after_write(c);
+    return;
+  }
+  size_t done = static_cast<size_t>(n);
+  while (done > 0) {
+    api::WriteChunk* w = c->wq_head;
+    size_t left = w->size - c->wq_off;
+    if (done < left) {
+      c->wq_off += done;
+      break;
+    }
+    done -= left;
+    c->wq_head = w->next;
+    c->wq_off = 0;
+    c->wire_bytes -= w->size;
+    std::free(w);
+  }
+  if (!c->wq_head) {
+    c->wq_tail = nullptr;
+    watch(c);
+  }
+  after_write(c);
 }
 
 // Writes socket bytes (1 or 2 pieces, in order) in order with everything
@@ -146,28 +223,29 @@ void write_wire(ws_conn* c, const uint8_t* const* data, const size_t* lens, int 
   assert(pieces >= 1 && pieces <= 2);
   size_t len = 0;
   for (int i = 0; i < pieces; i++) len += lens[i];
-  if (len == 0 || c->transport_closing) return;
+  if (len == 0 || c->transport_closing || c->fd < 0) return;
   size_t done = 0;  // bytes the socket took
-  if (c->writes_pending == 0) {
-    uv_buf_t b[2];
-    for (int i = 0; i < pieces; i++)
-      b[i] = uv_buf_init(reinterpret_cast<char*>(const_cast<uint8_t*>(data[i])), static_cast<unsigned>(lens[i]));
-    int n = uv_try_write(reinterpret_cast<uv_stream_t*>(&c->tcp), b, static_cast<unsigned>(pieces));
-    if (n > 0) {
+  if (!c->wq_head) {
+    iovec iov[2];
+    for (int i = 0; i < pieces; i++) iov[i] = {const_cast<uint8_t*>(data[i]), lens[i]};
+    ssize_t n;
+    do n = pieces == 1 ? ::write(c->fd, data[0], lens[0]) : ::writev(c->fd, iov, pieces);
+    while (n < 0 && errno == EINTR);
+    if (n >= 0) {
       done = static_cast<size_t>(n);
-    } else if (n != UV_EAGAIN && n < 0) {
-      close_transport(c, WS_CLOSE_ABNORMAL, uv_strerror(n));
+    } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
+      close_transport(c, WS_CLOSE_ABNORMAL, std::strerror(errno));
       return;
     }
     if (done == len) return;
   }
   len -= done;
-  WriteReq* w = static_cast<WriteReq*>(std::malloc(sizeof(WriteReq) + len));
+  auto* w = static_cast<api::WriteChunk*>(std::malloc(offsetof(api::WriteChunk, data) + len));
   if (!w) {
     close_transport(c, WS_CLOSE_ABNORMAL, "out of memory");
     return;
   }
-  w->conn = c;
+  w->next = nullptr;
   w->size = len;
   for (int i = 0, at = 0; i < pieces; i++) {  // the pieces' unwritten tails
     size_t skip = std::min(done, lens[i]);
@@ -175,18 +253,11 @@ void write_wire(ws_conn* c, const uint8_t* const* data, const size_t* lens, int 
     std::memcpy(w->data + at, data[i] + skip, lens[i] - skip);
     at += static_cast<int>(lens[i] - skip);
   }
-  uv_buf_t b = uv_buf_init(w->data, static_cast<unsigned>(len));
-  api::conn_retain(c);
-  c->writes_pending++;
+  bool first = !c->wq_head;
+  (first ? c->wq_head : c->wq_tail->next) = w;
+  c->wq_tail = w;
   c->wire_bytes += len;
-  int rc = uv_write(&w->req, reinterpret_cast<uv_stream_t*>(&c->tcp), &b, 1, on_write);
-  if (rc < 0) {
-    c->writes_pending--;
-    c->wire_bytes -= len;
-    std::free(w);
-    api::conn_release(c);
-    close_transport(c, WS_CLOSE_ABNORMAL, uv_strerror(rc));
-  }
+  if (first) watch(c);
 }
 
 void write_wire(ws_conn* c, const uint8_t* data, size_t len) { write_wire(c, &data, &len, 1); }
@@ -231,7 +302,7 @@ void flush(ws_conn* c) {
   if (c->transport_closing) return;
   if (c->phase == Phase::closed && !c->session) {
     // An HTTP error answer (send_error_and_close): close once it is written.
-    if (c->writes_pending == 0) close_transport(c, WS_CLOSE_ABNORMAL, nullptr, true);
+    if (!c->wq_head) close_transport(c, WS_CLOSE_ABNORMAL, nullptr, true);
     return;
   }
   if (c->session) {
@@ -245,10 +316,10 @@ void flush(ws_conn* c) {
       c->tls_engine->shutdown();
       tls_push(c);
     }
-    if (c->session->should_close_transport() && c->writes_pending == 0 && !c->transport_closing) {
+    if (c->session->should_close_transport() && !c->wq_head && !c->transport_closing) {
       int code;
       {
-        std::lock_guard<std::mutex> g(c->mu);
+        std::lock_guard<api::SmallMutex> g(c->mu);
         code = c->close_code ? c->close_code : WS_CLOSE_ABNORMAL;
       }
       // We failed the connection: the peer may still be sending.
@@ -294,7 +365,7 @@ void notify_closed(ws_conn* c) {
   int code;
   std::string reason;
   {
-    std::lock_guard<std::mutex> g(c->mu);
+    std::lock_guard<api::SmallMutex> g(c->mu);
     c->closed = true;
     c->state = WS_STATE_CLOSED;
     c->update_fd_locked();
@@ -314,25 +385,23 @@ constexpr int kLingerMs = 2000;
 
 void end_linger(ws_conn* c) {
   c->lingering = false;
-  if (c->tcp_inited && !uv_is_closing(reinterpret_cast<uv_handle_t*>(&c->tcp)))
-    uv_close(reinterpret_cast<uv_handle_t*>(&c->tcp), on_handle_closed);
+  close_socket(c);
   stop_timer(c);
 }
 
 // We close first while the peer may still be sending (it broke the protocol,
 // or its request was refused). Closing the socket now would answer its unread
 // bytes with a reset, and a reset can destroy our close frame or error
-// response before the peer reads it. So: FIN now, then read and discard until
-// the peer's FIN or kLingerMs, then close. False when that cannot be done.
+// response before the peer reads it. So: FIN once the queued bytes are out,
+// then read and discard until the peer's FIN or kLingerMs, then close.
 bool start_linger(ws_conn* c) {
-  auto* stream = reinterpret_cast<uv_stream_t*>(&c->tcp);
-  auto* req = new uv_shutdown_t;
-  if (uv_shutdown(req, stream, [](uv_shutdown_t* r, int) { delete r; }) != 0) {
-    delete req;
-    return false;
-  }
+  if (c->fd < 0 || c->connecting) return false;
+  if (c->wq_head)
+    c->shutdown_wanted = true;
+  else
+    send_fin(c);
   c->lingering = true;
-  uv_read_start(stream, on_alloc, on_read);  // it may be reading already
+  read_start(c);  // it may be reading already
   start_timer<end_linger>(c, static_cast<uint64_t>(std::min(kLingerMs, std::max(c->opts->close_timeout, 1))));
   return true;
 }
@@ -341,27 +410,19 @@ void close_transport(ws_conn* c, int code_if_unset, const char* why, bool linger
   if (c->transport_closing) return;
   c->transport_closing = true;
   {
-    std::lock_guard<std::mutex> g(c->mu);
+    std::lock_guard<api::SmallMutex> g(c->mu);
     if (!c->close_code) c->close_code = code_if_unset;
     if (why && (!c->notes || c->notes->error_detail.empty()))
       if (api::Notes* n = notes_locked(c)) n->error_detail = why;
   }
   if (c->phase != Phase::closed) c->phase = Phase::closed;
   if (c->listener) c->listener->conns.erase(c);
-  if (c->tcp_inited && !uv_is_closing(reinterpret_cast<uv_handle_t*>(&c->tcp)) && !(linger && start_linger(c))) {
-    uv_read_stop(reinterpret_cast<uv_stream_t*>(&c->tcp));
-    uv_close(reinterpret_cast<uv_handle_t*>(&c->tcp), on_handle_closed);
-  }
+  if (c->fd >= 0 && !(linger && start_linger(c))) close_socket(c);
   if (!c->lingering) stop_timer(c);
   bool was_open = c->open_notified;
   notify_closed(c);
   // In callback mode the library owned the connection since on_open.
   if (was_open && c->opts->callback_mode) api::conn_release(c);
-}
-
-void on_handle_closed(uv_handle_t* h) {
-  ws_conn* c = static_cast<ws_conn*>(h->data);
-  api::conn_release(c);
 }
 
 // ---- timers ----
@@ -434,7 +495,7 @@ proto::SessionConfig session_config(ws_conn* c) {
 // The connection is upgraded: start the session and hand it to the application.
 void became_open(ws_conn* c, std::string leftover) {
   c->hs.reset();  // answered: an open connection keeps no handshake buffers
-  c->session = std::make_unique<proto::Session>(session_config(c));
+  c->session.emplace(session_config(c));
   c->phase = Phase::open;
   c->last_rx = Clock::now();
   stop_timer(c);
@@ -452,7 +513,7 @@ void became_open(ws_conn* c, std::string leftover) {
       if (c->opts->cbs.on_open) c->opts->cbs.on_open(c, c->opts->cb_user);
     }
     {
-      std::lock_guard<std::mutex> g(c->mu);
+      std::lock_guard<api::SmallMutex> g(c->mu);
       c->open_result = WS_OK;
     }
     c->cv.notify_all();
@@ -463,7 +524,7 @@ void became_open(ws_conn* c, std::string leftover) {
 
 void finish_open_error(ws_conn* c, int err, const std::string& detail) {
   {
-    std::lock_guard<std::mutex> g(c->mu);
+    std::lock_guard<api::SmallMutex> g(c->mu);
     if (c->open_result != 1) return;
     if (api::Notes* n = notes_locked(c)) n->error_detail = detail;
   }
@@ -471,7 +532,7 @@ void finish_open_error(ws_conn* c, int err, const std::string& detail) {
   // Closed first, then published: the caller of ws_open sees a closed handle.
   close_transport(c, WS_CLOSE_ABNORMAL, detail.c_str());
   {
-    std::lock_guard<std::mutex> g(c->mu);
+    std::lock_guard<api::SmallMutex> g(c->mu);
     c->open_result = err;
   }
   c->cv.notify_all();
@@ -617,7 +678,7 @@ void deliver(ws_conn* c, int type, const uint8_t* data, size_t len, uint8_t* own
     return;
   }
   {
-    std::lock_guard<std::mutex> g(c->mu);
+    std::lock_guard<api::SmallMutex> g(c->mu);
     c->inbox.push(m);
     c->app_caught_up = false;
     c->update_fd_locked();
@@ -643,7 +704,7 @@ void on_event(ws_conn* c, proto::Event& ev) {
       break;
     case proto::EventType::close: {
       {
-        std::lock_guard<std::mutex> g(c->mu);
+        std::lock_guard<api::SmallMutex> g(c->mu);
         if (ev.failed) {
           c->close_code = ev.close_code;
           if (api::Notes* n = notes_locked(c)) n->error_detail = std::string(ev.close_reason);
@@ -657,7 +718,7 @@ void on_event(ws_conn* c, proto::Event& ev) {
       if (c->session->pending_close()) {
         bool unread;
         {
-          std::lock_guard<std::mutex> g(c->mu);
+          std::lock_guard<api::SmallMutex> g(c->mu);
           // Not caught up: a message was delivered that the application has
           // not come back from yet (it may be about to answer it).
           unread = !c->app_caught_up;
@@ -668,7 +729,7 @@ void on_event(ws_conn* c, proto::Event& ev) {
           // The application reads the messages before the close first and
           // may answer them (the state stays OPEN for that); its next
           // ws_receive (or the close timeout) sends the close.
-          uv_read_stop(reinterpret_cast<uv_stream_t*>(&c->tcp));
+          read_stop(c);
           start_timer<commit_close>(c, static_cast<uint64_t>(std::max(c->opts->close_timeout, 1)));
           break;
         }
@@ -676,7 +737,7 @@ void on_event(ws_conn* c, proto::Event& ev) {
         // messages); at once when nothing is.
         bool queued;
         {
-          std::lock_guard<std::mutex> g(c->mu);
+          std::lock_guard<api::SmallMutex> g(c->mu);
           queued = c->sendq && !c->sendq->cmds.empty();
         }
         if (queued)
@@ -725,18 +786,20 @@ void feed_in_place(ws_conn* c, size_t n) {
 // several frames are parsed per read.
 constexpr size_t kReadInPlaceMin = 64u << 10;
 
-void on_alloc(uv_handle_t* h, size_t, uv_buf_t* buf) {
-  ws_conn* c = static_cast<ws_conn*>(h->data);
+// Where the next read goes: the payload window of a large message under way,
+// else the loop's buffer.
+char* read_buffer_for(ws_conn* c, size_t* len) {
   c->read_in_place = false;
   if (c->phase == Phase::open && c->session && !c->tls_engine && !c->lingering && !c->transport_closing) {
     size_t room;
     if (uint8_t* w = c->session->payload_window(kReadInPlaceMin, &room)) {
       c->read_in_place = true;
-      *buf = uv_buf_init(reinterpret_cast<char*>(w), static_cast<unsigned>(std::min<size_t>(room, 1u << 30)));
-      return;
+      *len = std::min<size_t>(room, 1u << 30);
+      return reinterpret_cast<char*>(w);
     }
   }
-  *buf = uv_buf_init(net::Loop::of(h->loop)->read_buffer(), net::Loop::kReadBufferSize);
+  *len = net::Loop::kReadBufferSize;
+  return c->loop->read_buffer();
 }
 
 // The peer's bytes are over (EOF, reset, TLS close_notify).
@@ -795,7 +858,7 @@ void on_tls_read(ws_conn* c, char* buf, size_t n) {
   auto* p = reinterpret_cast<uint8_t*>(buf);
   while (!c->transport_closing) {
     // A large payload under way: decrypted straight into the message being
-    // assembled (as plain TCP reads go there, see on_alloc).
+    // assembled (as plain TCP reads go there, see read_buffer_for).
     size_t room;
     uint8_t* w = c->phase == Phase::open && c->session ? c->session->payload_window(kReadInPlaceMin, &room) : nullptr;
     if (w) {
@@ -825,10 +888,12 @@ void on_tls_read(ws_conn* c, char* buf, size_t n) {
   if (e.state() == net::TlsState::closed && !c->transport_closing) on_end_of_input(c, "the peer closed TLS");
 }
 
-void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
-  ws_conn* c = static_cast<ws_conn*>(stream->data);
+constexpr ssize_t kEof = 0;
+
+// nread bytes read into buf (read_buffer_for), or kEof, or -errno.
+void on_read(ws_conn* c, ssize_t nread, char* buf) {
   if (c->lingering) {  // discarded; the peer's FIN (or an error) ends the linger
-    if (nread < 0) end_linger(c);
+    if (nread <= 0) end_linger(c);
     return;
   }
   if (c->read_in_place) {
@@ -838,47 +903,84 @@ void on_read(uv_stream_t* stream, ssize_t nread, const uv_buf_t* buf) {
       return;
     }
   }
-  if (nread == 0) return;
-  if (nread < 0) {
-    on_end_of_input(c, nread == UV_EOF ? "the peer closed the connection" : uv_strerror(static_cast<int>(nread)));
+  if (nread <= 0) {
+    on_end_of_input(c, nread == kEof ? "the peer closed the connection" : uv_strerror(static_cast<int>(nread)));
     return;
   }
   if (c->tls_engine)
-    on_tls_read(c, buf->base, static_cast<size_t>(nread));
+    on_tls_read(c, buf, static_cast<size_t>(nread));
   else
-    on_plain(c, buf->base, static_cast<size_t>(nread));
+    on_plain(c, buf, static_cast<size_t>(nread));
+}
+
+// The socket is readable: read until it has less than a buffer's worth (a
+// few times at most; the rest comes with the next pass, level-triggered).
+void read_socket(ws_conn* c) {
+  for (int i = 0; i < 8 && c->reading && c->fd >= 0; i++) {
+    size_t len;
+    char* buf = read_buffer_for(c, &len);
+    ssize_t n;
+    do n = ::read(c->fd, buf, len);
+    while (n < 0 && errno == EINTR);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      c->read_in_place = false;
+      return;
+    }
+    on_read(c, n < 0 ? -errno : n, buf);
+    if (n <= 0 || static_cast<size_t>(n) < len) return;
+  }
+}
+
+void connect_done(ws_conn* c);
+
+void on_io(net::IoWatch* w, uint32_t events) {
+  ws_conn* c = static_cast<ws_conn*>(w);
+  if (c->connecting) {
+    connect_done(c);
+    return;
+  }
+  if ((events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) && c->wq_head) write_queue(c);
+  if ((events & (EPOLLIN | EPOLLERR | EPOLLHUP)) && c->reading) read_socket(c);
 }
 
 // ---- client connect ----
 
 void try_connect(ws_conn* c);
 
-void on_connect(uv_connect_t* req, int status) {
-  ws_conn* c = static_cast<ws_conn*>(req->data);
-  delete req;
+void set_nodelay(int fd) {
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+// The socket under connect() became writable (or failed).
+void connect_done(ws_conn* c) {
   bool aborted;
   {
-    std::lock_guard<std::mutex> g(c->mu);
+    std::lock_guard<api::SmallMutex> g(c->mu);
     aborted = c->open_result != 1;
   }
-  if (aborted || c->transport_closing) {
-    api::conn_release(c);
+  if (aborted || c->transport_closing) return;
+  int err = 0;
+  socklen_t elen = sizeof err;
+  if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &elen) != 0) err = errno;
+  if (!err) {
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (getpeername(c->fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) {
+      if (errno == ENOTCONN) return;  // an event of an earlier socket: still under way
+      err = errno;
+    } else {
+      c->peer = sockaddr_string(ss);
+    }
+  }
+  c->connecting = false;
+  if (err) {
+    c->client->connect_error = -err;
+    close_socket(c);  // this socket is spent: a new one for the next address
+    try_connect(c);
     return;
   }
-  if (status < 0) {
-    c->client->connect_error = status;
-    // This handle is spent: a new one for the next address.
-    uv_close(reinterpret_cast<uv_handle_t*>(&c->tcp), [](uv_handle_t* h) {
-      ws_conn* cc = static_cast<ws_conn*>(h->data);
-      cc->tcp_inited = false;
-      try_connect(cc);
-      api::conn_release(cc);
-    });
-    api::conn_release(c);
-    return;
-  }
-  uv_tcp_nodelay(&c->tcp, 1);
-  record_peer(c);
+  set_nodelay(c->fd);
   c->phase = Phase::handshake;
   proto::ClientRequestSpec spec;
   spec.host_header = c->client->url.host_header;
@@ -890,50 +992,48 @@ void on_connect(uv_connect_t* req, int status) {
   if (c->client->tls_ctx) {
     // The request is held by the engine until the TLS handshake is done.
     c->tls_engine = std::make_unique<net::TlsEngine>();
-    std::string err;
-    if (!c->tls_engine->init_client(*c->client->tls_ctx, c->client->url.host, &err)) {
+    std::string terr;
+    if (!c->tls_engine->init_client(*c->client->tls_ctx, c->client->url.host, &terr)) {
       c->tls_engine.reset();
-      finish_open_error(c, WS_ETLS, "TLS: " + err);
-      api::conn_release(c);
+      finish_open_error(c, WS_ETLS, "TLS: " + terr);
       return;
     }
   }
-  uv_read_start(reinterpret_cast<uv_stream_t*>(&c->tcp), on_alloc, on_read);
+  read_start(c);  // and no longer EPOLLOUT but for queued bytes
   write_bytes(c, reinterpret_cast<const uint8_t*>(reqs.data()), reqs.size());
-  api::conn_release(c);
 }
 
 void try_connect(ws_conn* c) {
   {
-    std::lock_guard<std::mutex> g(c->mu);
+    std::lock_guard<api::SmallMutex> g(c->mu);
     if (c->open_result != 1) return;
   }
-  if (!c->client->next_addr) {
-    int e = c->client->connect_error;
-    finish_open_error(c, e == UV_ECONNREFUSED ? WS_ECONNREFUSED : WS_ECONNECT,
-                      std::string("connect to ") + c->client->url.host + ": " + (e ? uv_strerror(e) : "no address"));
+  for (;;) {
+    if (!c->client->next_addr) {
+      int e = c->client->connect_error;
+      finish_open_error(c, e == UV_ECONNREFUSED ? WS_ECONNREFUSED : WS_ECONNECT,
+                        std::string("connect to ") + c->client->url.host + ": " + (e ? uv_strerror(e) : "no address"));
+      return;
+    }
+    struct addrinfo* ai = c->client->next_addr;
+    c->client->next_addr = ai->ai_next;
+    int fd = ::socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+    if (fd < 0) {
+      c->client->connect_error = -errno;
+      continue;
+    }
+    // EINTR: the connect goes on by itself, as with EINPROGRESS.
+    if (::connect(fd, ai->ai_addr, ai->ai_addrlen) != 0 && errno != EINPROGRESS && errno != EINTR) {
+      c->client->connect_error = -errno;
+      ::close(fd);
+      continue;
+    }
+    c->fd = fd;
+    c->cb = on_io;
+    c->connecting = true;
+    api::conn_retain(c);  // the socket's, until it is closed
+    watch(c);
     return;
-  }
-  struct addrinfo* ai = c->client->next_addr;
-  c->client->next_addr = ai->ai_next;
-  uv_tcp_init(c->loop->uv(), &c->tcp);
-  c->tcp.data = c;
-  c->tcp_inited = true;
-  api::conn_retain(c);  // held by the tcp handle until it is closed
-  uv_connect_t* req = new uv_connect_t;
-  req->data = c;
-  api::conn_retain(c);
-  int rc = uv_tcp_connect(req, &c->tcp, ai->ai_addr, on_connect);
-  if (rc < 0) {
-    delete req;
-    api::conn_release(c);
-    c->client->connect_error = rc;
-    uv_close(reinterpret_cast<uv_handle_t*>(&c->tcp), [](uv_handle_t* h) {
-      ws_conn* cc = static_cast<ws_conn*>(h->data);
-      cc->tcp_inited = false;
-      try_connect(cc);
-      api::conn_release(cc);
-    });
   }
 }
 
@@ -1050,7 +1150,7 @@ void process_cmds(ws_conn* c) {
   std::vector<Cmd> cmds;
   std::string buf;
   {
-    std::lock_guard<std::mutex> g(c->mu);
+    std::lock_guard<api::SmallMutex> g(c->mu);
     if (c->sendq) {
       cmds.swap(c->sendq->cmds);
       buf.swap(c->sendq->bytes);
@@ -1068,7 +1168,7 @@ void process_cmds(ws_conn* c) {
   cmds.clear();
   buf.clear();
   {
-    std::lock_guard<std::mutex> g(c->mu);
+    std::lock_guard<api::SmallMutex> g(c->mu);
     if (c->sendq && c->sendq->cmds.empty() && cmds.capacity() <= kKeptCmds) c->sendq->cmds.swap(cmds);
     if (c->sendq && c->sendq->bytes.empty() && buf.capacity() <= kKeptSendBuffer) c->sendq->bytes.swap(buf);
   }
@@ -1109,7 +1209,7 @@ void enqueue(ws_conn* c, Cmd&& cmd, const uint8_t* p, size_t n) {
   }
   bool post;
   {
-    std::lock_guard<std::mutex> g(c->mu);
+    std::lock_guard<api::SmallMutex> g(c->mu);
     if (!c->sendq) c->sendq = std::make_unique<api::SendQueue>();
     api::SendQueue& q = *c->sendq;
     if (n && q.bytes.size() + n > UINT32_MAX) {  // offsets are 32-bit: this one on its own
@@ -1146,14 +1246,13 @@ int wait_for_room(ws_conn* c) {
     return WS_EAGAIN;
   }
   auto deadline = Clock::now() + std::chrono::milliseconds(o.send_timeout);
-  std::unique_lock<std::mutex> lk(c->mu);
+  std::unique_lock<api::SmallMutex> lk(c->mu);
   while (full()) {
     if (c->closed) return WS_ECLOSED;
+    auto soon = Clock::now() + std::chrono::milliseconds(50);
     if (o.send_timeout < 0) {
-      c->cv.wait_for(lk, std::chrono::milliseconds(50));
-    } else if (c->cv.wait_until(lk, std::min(deadline, Clock::now() + std::chrono::milliseconds(50))) ==
-                   std::cv_status::timeout &&
-               Clock::now() >= deadline) {
+      c->cv.wait_until(lk, soon);
+    } else if (!c->cv.wait_until(lk, std::min(deadline, soon)) && Clock::now() >= deadline) {
       return full() ? WS_ETIMEDOUT : WS_OK;
     }
   }
@@ -1257,6 +1356,34 @@ void revoke_send_bias(ws_conn* c) {
   while ((b = c->send_bias.load(std::memory_order_acquire)) != kUnbiased) c->send_bias.wait(b, std::memory_order_acquire);
 }
 
+bool WaitWord::wait_until(std::unique_lock<SmallMutex>& lk, Clock::time_point deadline) {
+  sleepers_.fetch_add(1, std::memory_order_seq_cst);
+  uint32_t s = seq_.load(std::memory_order_seq_cst);
+  lk.unlock();
+  bool timed_out = false;
+  timespec ts{}, *tp = nullptr;
+  if (deadline != Clock::time_point::max()) {
+    auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(deadline.time_since_epoch()).count();
+    if (ns < 0) ns = 0;
+    ts.tv_sec = static_cast<time_t>(ns / 1000000000);
+    ts.tv_nsec = static_cast<long>(ns % 1000000000);
+    tp = &ts;
+  }
+  // The steady clock is CLOCK_MONOTONIC, FUTEX_WAIT_BITSET's clock for an
+  // absolute deadline. Returns at once when seq_ moved since it was read.
+  long r = syscall(SYS_futex, reinterpret_cast<uint32_t*>(&seq_), FUTEX_WAIT_BITSET_PRIVATE, s, tp, nullptr,
+                   FUTEX_BITSET_MATCH_ANY);
+  if (r != 0 && errno == ETIMEDOUT) timed_out = true;
+  lk.lock();
+  sleepers_.fetch_sub(1, std::memory_order_relaxed);
+  return !timed_out;
+}
+
+void WaitWord::wake() {
+  seq_.fetch_add(1, std::memory_order_seq_cst);
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(&seq_), FUTEX_WAKE_PRIVATE, INT32_MAX, nullptr, nullptr, 0);
+}
+
 void conn_retain(ws_conn* c) { c->refs.fetch_add(1, std::memory_order_relaxed); }
 
 void conn_release(ws_conn* c) {
@@ -1299,9 +1426,8 @@ ws_conn* new_conn(std::shared_ptr<const ws_options> opts, bool is_server, net::L
 }
 
 // Loop thread: a connection arrived on one of the server's listeners.
-void server_on_connection(Listener* l) {
+void server_on_connection(Listener* l, int fd) {
   ws_server* s = l->server;
-  auto* lst = reinterpret_cast<uv_stream_t*>(&l->tcp);
   ws_conn* c = nullptr;
   try {
     l->loop->retain();
@@ -1310,26 +1436,16 @@ void server_on_connection(Listener* l) {
   }
   if (!c) {
     log(WS_LOG_ERROR, "cannot allocate a connection (eventfd: out of descriptors?)");
-    // Accept and drop, so the listener does not spin on a pending connection.
-    auto* t = new (std::nothrow) uv_tcp_t;
-    if (!t) return;
-    uv_tcp_init(l->loop->uv(), t);
-    uv_accept(lst, reinterpret_cast<uv_stream_t*>(t));
-    uv_close(reinterpret_cast<uv_handle_t*>(t), [](uv_handle_t* h) { delete reinterpret_cast<uv_tcp_t*>(h); });
+    ::close(fd);
     return;
   }
   server_retain(s);
   c->server = s;
-  uv_tcp_init(l->loop->uv(), &c->tcp);
-  c->tcp.data = c;
-  c->tcp_inited = true;
-  // The tcp handle holds the initial reference until it is closed; whoever
-  // gets the connection (ws_accept, callback mode's on_open) takes its own.
-  if (uv_accept(lst, reinterpret_cast<uv_stream_t*>(&c->tcp)) < 0) {
-    close_transport(c, WS_CLOSE_ABNORMAL, "accept failed");
-    return;
-  }
-  uv_tcp_nodelay(&c->tcp, 1);
+  // The socket holds the initial reference until it is closed; whoever gets
+  // the connection (ws_accept, callback mode's on_open) takes its own.
+  c->fd = fd;
+  c->cb = on_io;
+  set_nodelay(fd);
   record_peer(c);
   c->phase = Phase::handshake;
   c->listener = l;
@@ -1347,7 +1463,7 @@ void server_on_connection(Listener* l) {
   l->conns.insert(c);
   if (c->opts->handshake_timeout > 0)
     start_timer<on_handshake_timeout>(c, static_cast<uint64_t>(c->opts->handshake_timeout));
-  uv_read_start(reinterpret_cast<uv_stream_t*>(&c->tcp), on_alloc, on_read);
+  read_start(c);
 }
 
 void conn_shutdown(ws_conn* c, uint16_t code, const char* reason) {
@@ -1403,7 +1519,7 @@ WS_EXTERN int ws_open(const char* url, const ws_options* opts, ws_conn** out) {
     std::string err;
     if (!ctx->init_client(cfg, &err)) {
       // A closed connection that says why, as for a failed TLS handshake.
-      std::lock_guard<std::mutex> g(c->mu);
+      std::lock_guard<api::SmallMutex> g(c->mu);
       if (api::Notes* n = notes_locked(c)) n->error_detail = "TLS: " + err;
       c->close_code = WS_CLOSE_ABNORMAL;
       c->closed = true;
@@ -1429,7 +1545,7 @@ WS_EXTERN int ws_open(const char* url, const ws_options* opts, ws_conn** out) {
   });
   int result;
   {
-    std::unique_lock<std::mutex> lk(c->mu);
+    std::unique_lock<api::SmallMutex> lk(c->mu);
     while (c->open_result == 1) {
       if (!api::wait_until(c->cv, lk, timeout, deadline) && c->open_result == 1) break;
     }
@@ -1441,8 +1557,8 @@ WS_EXTERN int ws_open(const char* url, const ws_options* opts, ws_conn** out) {
       abort_open(c, WS_ETIMEDOUT, "connect timed out");
       api::conn_release(c);
     });
-    std::unique_lock<std::mutex> lk(c->mu);
-    c->cv.wait(lk, [c] { return c->open_result != 1; });
+    std::unique_lock<api::SmallMutex> lk(c->mu);
+    while (c->open_result == 1) c->cv.wait_until(lk, Clock::time_point::max());
     result = c->open_result;
   }
   if (result == WS_OK) {
@@ -1466,7 +1582,7 @@ WS_EXTERN int ws_receive(ws_conn* c, ws_message** out, int timeout_ms) {
   // The clock is read only for a wait that can time out.
   Clock::time_point deadline{};
   if (timeout_ms > 0) deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
-  std::unique_lock<std::mutex> lk(c->mu);
+  std::unique_lock<api::SmallMutex> lk(c->mu);
   for (;;) {
     if (!c->inbox.empty()) {
       *out = c->inbox.pop();
@@ -1544,7 +1660,7 @@ WS_EXTERN int ws_close(ws_conn* c, int code, const char* reason) {
   // The loop bounds the wait with the close timeout; the margin covers the hop.
   int timeout = c->opts->close_timeout;
   auto deadline = Clock::now() + std::chrono::milliseconds((timeout < 0 ? 0 : timeout) + 2000);
-  std::unique_lock<std::mutex> lk(c->mu);
+  std::unique_lock<api::SmallMutex> lk(c->mu);
   while (!c->closed) {
     if (!api::wait_until(c->cv, lk, timeout < 0 ? -1 : timeout + 2000, deadline) && !c->closed)
       return WS_ETIMEDOUT;
@@ -1555,13 +1671,13 @@ WS_EXTERN int ws_close(ws_conn* c, int code, const char* reason) {
 
 WS_EXTERN int ws_close_code(const ws_conn* c) {
   if (!c) return WS_EINVAL;
-  std::lock_guard<std::mutex> g(const_cast<ws_conn*>(c)->mu);
+  std::lock_guard<api::SmallMutex> g(const_cast<ws_conn*>(c)->mu);
   return c->closed || c->peer_close_received ? c->close_code : 0;
 }
 
 WS_EXTERN const char* ws_close_reason(const ws_conn* c) {
   if (!c) return "";
-  std::lock_guard<std::mutex> g(const_cast<ws_conn*>(c)->mu);
+  std::lock_guard<api::SmallMutex> g(const_cast<ws_conn*>(c)->mu);
   // Written once, before closed is set; stable afterwards.
   return c->notes ? c->notes->close_reason.c_str() : "";
 }
@@ -1581,7 +1697,7 @@ WS_EXTERN size_t ws_buffered_amount(const ws_conn* c) {
 WS_EXTERN const char* ws_error_detail(const ws_conn* c) {
   if (!c) return "";
   ws_conn* m = const_cast<ws_conn*>(c);
-  std::lock_guard<std::mutex> g(m->mu);
+  std::lock_guard<api::SmallMutex> g(m->mu);
   if (!m->notes) return "";
   m->notes->detail_copy = m->notes->error_detail;
   return m->notes->detail_copy.c_str();
@@ -1647,7 +1763,7 @@ static const char* header_lookup(const ws_conn* c, const char* name) {
   }
   if (n <= 1) return first;
   ws_conn* m = const_cast<ws_conn*>(c);
-  std::lock_guard<std::mutex> g(m->mu);
+  std::lock_guard<api::SmallMutex> g(m->mu);
   api::Notes* notes = notes_locked(m);
   if (!notes) return nullptr;
   notes->joined_headers.push_front(std::move(joined));

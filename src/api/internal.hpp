@@ -13,6 +13,7 @@
 #include <forward_list>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -142,6 +143,29 @@ class SmallMutex {
   std::atomic<int> s_{0};
 };
 
+// What a connection's callers sleep on, beside its SmallMutex: a futex word
+// bumped by each notification that finds a sleeper. 8 bytes, where a
+// std::condition_variable is 48 (and wants a 40-byte std::mutex). Used as a
+// condition variable is: the waiter checks its condition under the mutex and
+// calls wait_until with the mutex held; whoever changes what it waits for
+// does so under the mutex (or takes it once after) and then calls
+// notify_all. notify_all costs one load when nobody sleeps.
+class WaitWord {
+ public:
+  // Releases m, sleeps until notified or deadline (steady clock;
+  // time_point::max() for none), takes m again. False when it timed out.
+  // Spurious wakeups happen: callers loop on their condition.
+  bool wait_until(std::unique_lock<SmallMutex>& lk, Clock::time_point deadline);
+  void notify_all() {
+    if (sleepers_.load(std::memory_order_seq_cst) != 0) wake();
+  }
+
+ private:
+  void wake();
+  std::atomic<uint32_t> seq_{0};
+  std::atomic<uint32_t> sleepers_{0};
+};
+
 // Deadline helpers for timeout_ms (-1 forever).
 inline bool wait_until(std::condition_variable& cv, std::unique_lock<std::mutex>& lk, int timeout_ms,
                        Clock::time_point deadline) {
@@ -150,6 +174,9 @@ inline bool wait_until(std::condition_variable& cv, std::unique_lock<std::mutex>
     return true;
   }
   return cv.wait_until(lk, deadline) == std::cv_status::no_timeout;
+}
+inline bool wait_until(WaitWord& w, std::unique_lock<SmallMutex>& lk, int timeout_ms, Clock::time_point deadline) {
+  return w.wait_until(lk, timeout_ms < 0 ? Clock::time_point::max() : deadline);
 }
 
 }  // namespace wscore::api
@@ -203,53 +230,98 @@ class ConnList {
 
 // One listening socket of a server, on its own loop (SO_REUSEPORT spreads
 // connections over a server's listeners). Its fields belong to that loop.
-struct Listener {
+// The IoWatch base is its listening socket.
+struct Listener : wscore::net::IoWatch {
   ws_server* server = nullptr;
   wscore::net::Loop* loop = nullptr;
-  uv_tcp_t tcp;
   bool open = false;
+  int reserve_fd = -1;  // a spare descriptor, given up to refuse a connection when out of them
   ConnList conns;  // every connection of this listener not yet closed
 };
 }  // namespace wscore::api
 
-struct ws_conn {
+namespace wscore::api {
+// Bytes the socket did not take yet, in order (a connection's write queue).
+struct WriteChunk {
+  WriteChunk* next;
+  size_t size;
+  char data[1];  // `size` bytes
+};
+}  // namespace wscore::api
+
+// The IoWatch base is the connection's socket on its loop's epoll set.
+struct ws_conn : wscore::net::IoWatch {
+  // Grouped by size rather than by owner, so that nothing is padding: an idle
+  // connection is mostly this struct (its owner is named on every field).
   std::atomic<int> refs{1};
+  std::atomic<int> state{WS_STATE_CONNECTING};  // written under mu, read anywhere
   wscore::net::Loop* loop = nullptr;
   std::shared_ptr<const ws_options> opts;
   ws_server* server = nullptr;
   wscore::api::Listener* listener = nullptr;  // server side: the one that accepted it
   ws_conn* list_prev = nullptr;  // in listener->conns (loop thread)
   ws_conn* list_next = nullptr;
-  bool listed = false;
-  bool is_server = false;
 
   // ---- loop thread only ----
-  wscore::api::Phase phase = wscore::api::Phase::connecting;
-  uv_tcp_t tcp;
+  // The socket: IoWatch::fd, open from connect/accept until closed; while
+  // open it holds a reference (given back by a posted task once closed).
   wscore::net::Timer timer;      // on the loop's heap; holds a reference while armed
-  bool tcp_inited = false;       // the initialised handle holds a reference until closed
-  bool transport_closing = false;
-  bool in_feed = false;            // feed() is delivering: sends from its callbacks batch up
-  bool lingering = false;          // closed for the application; TCP waits for the peer's FIN
-  bool read_in_place = false;      // on_alloc lent the session's payload window to this read
-  std::unique_ptr<wscore::proto::Session> session;
+  wscore::api::WriteChunk* wq_head = nullptr;  // what the socket did not take yet
+  wscore::api::WriteChunk* wq_tail = nullptr;
+  size_t wq_off = 0;             // bytes of wq_head written already
+  std::optional<wscore::proto::Session> session;  // from the upgrade (in place: one allocation less)
   // wss: the transport filter between the socket and everything above it
   // (plaintext in and out; the HTTP upgrade and the frames ride inside).
   std::unique_ptr<wscore::net::TlsEngine> tls_engine;
   std::unique_ptr<wscore::api::Handshaking> hs;  // until the upgrade (loop thread)
-  size_t writes_pending = 0;     // uv_write requests in flight
-  bool close_cb_done = false;
-  std::atomic<bool> drain_wanted{false};
-  bool open_notified = false;
   std::unique_ptr<wscore::api::ClientSide> client;  // clients only
   wscore::api::Clock::time_point last_rx;
 
   // ---- shared, under mu ----
-  std::mutex mu;
-  std::condition_variable cv;
-  std::atomic<int> state{WS_STATE_CONNECTING};
-  wscore::api::Inbox inbox;
+  wscore::api::SmallMutex mu;
   int efd = -1;
+  wscore::api::WaitWord cv;  // callers waiting on this connection
+  int close_code = 0;
+  int open_result = 1;           // client: 1 pending, else WS_OK / WS_E*
+  wscore::api::Inbox inbox;
+  std::unique_ptr<wscore::api::Notes> notes;  // made when there is something to say
+  std::unique_ptr<wscore::api::SendQueue> sendq;  // made by the first send from another thread
+  std::atomic<size_t> pending_bytes{0};  // queued by callers, not yet framed
+  std::atomic<size_t> wire_bytes{0};     // framed, not yet written to the socket
+
+  // ---- caller side send state, under send_mu (or the loop's bias: SendGuard) ----
+  wscore::api::SmallMutex send_mu;
+  wscore::proto::Utf8Validator tx_utf8;
+  int tx_frag_type = 0;
+
+  // ---- handshake details: written by the loop before the handle is shared ----
+  int http_status = 0;
+  wscore::api::HeadBlock head;  // server: the request's target and headers; client: the response's headers
+  // Subprotocols and manual-upgrade headers, made only when there are any:
+  // by the loop before the handle is shared (offers), by ws_upgrade_add_header
+  // before the accept command that the loop reads them after, by the loop at
+  // the upgrade (the chosen subprotocol).
+  std::unique_ptr<wscore::api::UpgradeInfo> up;
+  std::string peer;
+  std::atomic<void*> user_data{nullptr};
+
+  // ---- one-byte fields, each its own memory location (no bit-fields: they
+  // have different owners) ----
+  // loop thread only
+  bool listed = false;           // in listener->conns
+  bool is_server = false;        // set before the handle is shared
+  wscore::api::Phase phase = wscore::api::Phase::connecting;
+  bool reading = false;          // EPOLLIN wanted
+  bool connecting = false;       // client: connect() under way (EPOLLOUT)
+  bool shutdown_wanted = false;  // FIN once the write queue is out
+  bool transport_closing = false;
+  bool in_feed = false;            // feed() is delivering: sends from its callbacks batch up
+  bool lingering = false;          // closed for the application; TCP waits for the peer's FIN
+  bool read_in_place = false;      // read_buffer_for lent the session's payload window to this read
+  bool close_cb_done = false;
+  bool open_notified = false;
+  std::atomic<bool> drain_wanted{false};
+  // under mu
   bool efd_signaled = false;
   std::atomic<bool> closed{false};  // transport closed: nothing more will arrive (written under mu)
   bool peer_close_received = false;
@@ -257,32 +329,12 @@ struct ws_conn {
                                   // waits until the app read what came before it
   bool commit_requested = false;  // ws_receive asked the loop to send that close
   bool app_caught_up = true;      // the app asked for more after the last delivered message
-  int close_code = 0;
-  std::unique_ptr<wscore::api::Notes> notes;  // made when there is something to say
-  int open_result = 1;           // client: 1 pending, else WS_OK / WS_E*
-  std::unique_ptr<wscore::api::SendQueue> sendq;  // made by the first send from another thread
   bool scheduled = false;
-  std::atomic<size_t> pending_bytes{0};  // queued by callers, not yet framed
-  std::atomic<size_t> wire_bytes{0};     // framed, not yet written to the socket
-
-  // ---- caller side send state, under send_mu (or the loop's bias: SendGuard) ----
-  wscore::api::SmallMutex send_mu;
+  // send state (send_mu)
   std::atomic<uint8_t> send_bias{0};  // not kUnbiased: the loop thread skips send_mu (SendGuard)
-  int tx_frag_type = 0;
-  wscore::proto::Utf8Validator tx_utf8;
   bool close_started = false;
-
-  // ---- handshake details: written by the loop before the handle is shared ----
-  wscore::api::HeadBlock head;  // server: the request's target and headers; client: the response's headers
-  // Subprotocols and manual-upgrade headers, made only when there are any:
-  // by the loop before the handle is shared (offers), by ws_upgrade_add_header
-  // before the accept command that the loop reads them after, by the loop at
-  // the upgrade (the chosen subprotocol).
-  std::unique_ptr<wscore::api::UpgradeInfo> up;
-  int http_status = 0;
-  std::string peer;
+  // handshake details
   bool tls = false;
-  std::atomic<void*> user_data{nullptr};
 
   void update_fd_locked();
 };
@@ -366,8 +418,8 @@ void conn_retain(ws_conn* c);
 void conn_release(ws_conn* c);
 void server_retain(ws_server* s);
 void server_release(ws_server* s);
-// Loop thread: a new server-side connection on `l`.
-void server_on_connection(Listener* l);
+// Loop thread: a new server-side connection on `l`, socket fd (non-blocking).
+void server_on_connection(Listener* l, int fd);
 // Loop thread: start closing a connection with `code` (server shutdown).
 void conn_shutdown(ws_conn* c, uint16_t code, const char* reason);
 }  // namespace wscore::api

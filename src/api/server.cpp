@@ -1,6 +1,9 @@
 // Servers: listeners on loop threads (one per thread asked for), the accept
 // queue for callers.
+#include <fcntl.h>
 #include <netdb.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -45,22 +48,45 @@ void server_release(ws_server* s) {
 
 namespace {
 
-void on_connection(uv_stream_t* listener, int status) {
-  auto* l = static_cast<api::Listener*>(listener->data);
-  if (status < 0) {
-    api::log(WS_LOG_WARN, "accept: %s", uv_strerror(status));
+// The listening socket is readable: take what is waiting (a bounded batch
+// per pass, so one busy listener does not starve the loop's connections).
+void on_listen_ready(net::IoWatch* w, uint32_t) {
+  auto* l = static_cast<api::Listener*>(w);
+  for (int i = 0; i < 64 && l->open; i++) {
+    int fd = accept4(l->fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0) {
+      api::server_on_connection(l, fd);
+      continue;
+    }
+    if (errno == EINTR || errno == ECONNABORTED) continue;
+    if ((errno == EMFILE || errno == ENFILE) && l->reserve_fd >= 0) {
+      // Out of descriptors: the pending connection would stay in the backlog
+      // and wake this level-triggered watch on every pass. So the spare
+      // descriptor is given up to accept it and close it at once (the peer
+      // sees the connection end, not a hang), then taken again.
+      api::log(WS_LOG_WARN, "accept: %s: a connection refused", std::strerror(errno));
+      close(l->reserve_fd);
+      int drop = accept4(l->fd, nullptr, nullptr, SOCK_CLOEXEC);
+      if (drop >= 0) close(drop);
+      l->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+      continue;
+    }
+    if (errno != EAGAIN && errno != EWOULDBLOCK) api::log(WS_LOG_WARN, "accept: %s", std::strerror(errno));
     return;
   }
-  api::server_on_connection(l);
 }
 
 // Loop thread of `l`: stop listening and close its connections with 1001.
 void listener_shutdown(api::Listener* l) {
   if (l->open) {
     l->open = false;
-    uv_close(reinterpret_cast<uv_handle_t*>(&l->tcp), [](uv_handle_t* h) {
-      api::server_release(static_cast<api::Listener*>(h->data)->server);
-    });
+    l->loop->io_watch(l, 0);
+    close(l->fd);
+    l->fd = -1;
+    if (l->reserve_fd >= 0) close(l->reserve_fd);
+    l->reserve_fd = -1;
+    // After any event of this pass fetched for it (see Loop::io_watch).
+    l->loop->post([l] { api::server_release(l->server); });
   }
   std::vector<ws_conn*> conns = l->conns.snapshot();
   for (ws_conn* c : conns) api::conn_shutdown(c, WS_CLOSE_GOING_AWAY, "server shutting down");
@@ -197,15 +223,15 @@ WS_EXTERN int ws_listen(const char* host, int port, const ws_options* opts, ws_s
     int fd = fds[i];
     std::promise<int>* result = &results[i];
     l->loop->post([l, fd, result] {
-      uv_tcp_init(l->loop->uv(), &l->tcp);
-      l->tcp.data = l;
-      api::server_retain(l->server);  // held by the handle until its close callback
+      api::server_retain(l->server);  // held by the socket until it is closed
       l->open = true;
-      int r = uv_tcp_open(&l->tcp, fd);
-      if (r < 0) close(fd);  // not adopted by the handle
-      if (r == 0) r = uv_listen(reinterpret_cast<uv_stream_t*>(&l->tcp), 1024, on_connection);
+      l->fd = fd;
+      l->cb = on_listen_ready;
+      l->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+      int r = listen(fd, 1024) == 0 ? 0 : -errno;
+      if (r == 0) r = l->loop->io_watch(l, EPOLLIN);
       if (r < 0) listener_shutdown(l);
-      result->set_value(r == 0 ? WS_OK : r == UV_EADDRINUSE ? WS_EADDRINUSE : WS_ESYS);
+      result->set_value(r == 0 ? WS_OK : r == -EADDRINUSE ? WS_EADDRINUSE : WS_ESYS);
     });
   }
   int rc = WS_OK;

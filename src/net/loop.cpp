@@ -1,12 +1,17 @@
 #include "net/loop.hpp"
 
 #include <openssl/crypto.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include <cerrno>
 
 #include <chrono>
 #include <condition_variable>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <future>
 
 namespace wscore::net {
@@ -122,6 +127,7 @@ void Loop::release() {
     pool().stopping.push_back(std::move(thread_));
   }
   post([this] {
+    uv_close(reinterpret_cast<uv_handle_t*>(&epoll_watch_), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&driver_), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr);
   });
@@ -134,6 +140,14 @@ Loop::Loop(size_t index) : index_(index), read_buf_(new char[kReadBufferSize]) {
   async_.data = this;
   uv_timer_init(&loop_, &driver_);
   driver_.data = this;
+  epfd_ = epoll_create1(EPOLL_CLOEXEC);
+  if (epfd_ < 0 || uv_poll_init(&loop_, &epoll_watch_, epfd_) != 0) {
+    // Without it no socket of this loop could be watched: nothing to run on.
+    std::fprintf(stderr, "wscore: epoll_create1: %s\n", std::strerror(errno));
+    std::abort();
+  }
+  epoll_watch_.data = this;
+  uv_poll_start(&epoll_watch_, UV_READABLE, &Loop::on_epoll);
   // Writes to a peer that vanished must return EPIPE, not kill the process.
   std::signal(SIGPIPE, SIG_IGN);
   std::promise<void> started;
@@ -156,6 +170,7 @@ void Loop::run() {
     std::fprintf(stderr, "wscore: loop %zu stopped with open handles\n", index_);
     return;
   }
+  close(epfd_);
   delete this;
 }
 
@@ -202,6 +217,28 @@ void Loop::on_timers(uv_timer_t* d) {
   while (Timer* t = l->timers_.pop_due(now)) t->cb(t);
   l->firing_ = false;
   l->reschedule();
+}
+
+int Loop::io_watch(IoWatch* w, uint32_t events) {
+  if (events == w->events) return 0;
+  epoll_event ev{};
+  ev.events = events;
+  ev.data.ptr = w;
+  int op = !events ? EPOLL_CTL_DEL : w->events ? EPOLL_CTL_MOD : EPOLL_CTL_ADD;
+  if (epoll_ctl(epfd_, op, w->fd, &ev) != 0 && op != EPOLL_CTL_DEL) return -errno;
+  w->events = events;
+  return 0;
+}
+
+void Loop::on_epoll(uv_poll_t* p, int, int) {
+  Loop* l = static_cast<Loop*>(p->data);
+  // More than this many at once stay for the next pass (level-triggered).
+  epoll_event ev[128];
+  int n = epoll_wait(l->epfd_, ev, 128, 0);
+  for (int i = 0; i < n; i++) {
+    auto* w = static_cast<IoWatch*>(ev[i].data.ptr);
+    if (w->events) w->cb(w, ev[i].events);  // else taken out by an earlier callback of this pass
+  }
 }
 
 void Loop::on_async(uv_async_t* a) { static_cast<Loop*>(a->data)->drain(); }

@@ -19,6 +19,16 @@
 
 namespace wscore::net {
 
+// A socket on its loop's own epoll set. One uv_poll_t watches that set for the
+// whole loop, so a socket needs no libuv handle of its own (a uv_tcp_t is
+// 248 bytes; this is 16). Level-triggered. Embedded as the first base of its
+// owner (a connection, a listener), which the callback casts back to.
+struct IoWatch {
+  void (*cb)(IoWatch* w, uint32_t events) = nullptr;  // EPOLLIN, EPOLLOUT, EPOLLERR, EPOLLHUP
+  int fd = -1;
+  uint32_t events = 0;  // what the set watches fd for; 0: fd is not in the set
+};
+
 class Loop {
  public:
   // Loop number `index`, started if it is not running; the caller owns one
@@ -43,6 +53,13 @@ class Loop {
   char* read_buffer() { return read_buf_.get(); }
   static constexpr size_t kReadBufferSize = 64 * 1024;
 
+  // Watches w->fd for `events` (EPOLLIN and/or EPOLLOUT); 0 takes it out of
+  // the set (do that before closing fd). 0 or -errno. Loop thread only. An
+  // event already fetched for a watch taken out is dropped, so its owner may
+  // go away, but not before the callback under way returns: free it from a
+  // post()ed task.
+  int io_watch(IoWatch* w, uint32_t events);
+
   // Runs t->cb(t) once, `ms` milliseconds from the loop's current time (at
   // least 1); moves t when it is armed already. Loop thread only, as is
   // stop_timer. One uv_timer_t drives every timer of the loop.
@@ -54,6 +71,7 @@ class Loop {
   ~Loop() = default;
   static void on_async(uv_async_t* a);
   static void on_timers(uv_timer_t* d);
+  static void on_epoll(uv_poll_t* p, int status, int events);
   void reschedule();
   void drain();
   void run();
@@ -63,6 +81,8 @@ class Loop {
   uv_loop_t loop_;
   uv_async_t async_;
   uv_timer_t driver_;
+  int epfd_ = -1;        // the loop's sockets (IoWatch)
+  uv_poll_t epoll_watch_;  // epfd_ readable: some socket has an event
   TimerHeap timers_;
   uint64_t driver_due_ = UINT64_MAX;  // what driver_ is set for; UINT64_MAX: stopped
   bool firing_ = false;

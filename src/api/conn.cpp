@@ -216,20 +216,17 @@ void write_queue(ws_conn* c) {
   after_write(c);
 }
 
-// Writes socket bytes (1 or 2 pieces, in order) in order with everything
-// written before: at once if the socket takes them, and what it does not take
-// is copied and queued.
-void write_wire(ws_conn* c, const uint8_t* const* data, const size_t* lens, int pieces) {
-  assert(pieces >= 1 && pieces <= 2);
+// Writes socket bytes (pieces, in order) in order with everything written
+// before: at once if the socket takes them, and what it does not take is
+// copied and queued.
+void write_wire(ws_conn* c, const iovec* iov, int pieces) {
   size_t len = 0;
-  for (int i = 0; i < pieces; i++) len += lens[i];
+  for (int i = 0; i < pieces; i++) len += iov[i].iov_len;
   if (len == 0 || c->transport_closing || c->fd < 0) return;
   size_t done = 0;  // bytes the socket took
   if (!c->wq_head) {
-    iovec iov[2];
-    for (int i = 0; i < pieces; i++) iov[i] = {const_cast<uint8_t*>(data[i]), lens[i]};
     ssize_t n;
-    do n = pieces == 1 ? ::write(c->fd, data[0], lens[0]) : ::writev(c->fd, iov, pieces);
+    do n = pieces == 1 ? ::write(c->fd, iov[0].iov_base, iov[0].iov_len) : ::writev(c->fd, iov, pieces);
     while (n < 0 && errno == EINTR);
     if (n >= 0) {
       done = static_cast<size_t>(n);
@@ -248,16 +245,22 @@ void write_wire(ws_conn* c, const uint8_t* const* data, const size_t* lens, int 
   w->next = nullptr;
   w->size = len;
   for (int i = 0, at = 0; i < pieces; i++) {  // the pieces' unwritten tails
-    size_t skip = std::min(done, lens[i]);
+    size_t skip = std::min(done, iov[i].iov_len);
     done -= skip;
-    std::memcpy(w->data + at, data[i] + skip, lens[i] - skip);
-    at += static_cast<int>(lens[i] - skip);
+    std::memcpy(w->data + at, static_cast<const char*>(iov[i].iov_base) + skip, iov[i].iov_len - skip);
+    at += static_cast<int>(iov[i].iov_len - skip);
   }
   bool first = !c->wq_head;
   (first ? c->wq_head : c->wq_tail->next) = w;
   c->wq_tail = w;
   c->wire_bytes += len;
   if (first) watch(c);
+}
+
+void write_wire(ws_conn* c, const uint8_t* const* data, const size_t* lens, int pieces) {
+  iovec iov[2];
+  for (int i = 0; i < pieces; i++) iov[i] = {const_cast<uint8_t*>(data[i]), lens[i]};
+  write_wire(c, iov, pieces);
 }
 
 void write_wire(ws_conn* c, const uint8_t* data, size_t len) { write_wire(c, &data, &len, 1); }
@@ -296,6 +299,31 @@ void write_bytes(ws_conn* c, const uint8_t* data, size_t len) {
   }
 }
 
+// The session's output with the payloads it refers to (Loop::out_refs) in
+// their places, in one write. Plain TCP only (frame_data makes refs for no other).
+void write_output_with_refs(ws_conn* c) {
+  net::Loop& l = *c->loop;
+  const uint8_t* out = c->session->output_data();
+  size_t n = c->session->output_size();
+  constexpr int kMaxPieces = 256;
+  iovec iov[kMaxPieces];
+  int k = 0;
+  size_t from = 0;
+  for (const net::Loop::OutRef& r : l.out_refs) {
+    if (k + 2 > kMaxPieces) {  // write what is gathered so far
+      write_wire(c, iov, k);
+      k = 0;
+    }
+    if (r.at > from) iov[k++] = {const_cast<uint8_t*>(out + from), r.at - from};
+    iov[k++] = {const_cast<uint8_t*>(r.p), r.n};
+    from = r.at;
+  }
+  if (n > from) iov[k++] = {const_cast<uint8_t*>(out + from), n - from};
+  write_wire(c, iov, k);
+  l.out_refs.clear();
+  c->session->consume_output(n);
+}
+
 // Writes the session's output; closes TCP once the close handshake is over and
 // everything is written.
 void flush(ws_conn* c) {
@@ -307,7 +335,10 @@ void flush(ws_conn* c) {
   }
   if (c->session) {
     size_t n = c->session->output_size();
-    if (n) {
+    net::Loop& l = *c->loop;
+    if (l.out_refs_owner == c && !l.out_refs.empty()) {
+      write_output_with_refs(c);
+    } else if (n) {
       write_bytes(c, c->session->output_data(), n);
       c->session->consume_output(n);
     }
@@ -759,6 +790,9 @@ void feed(ws_conn* c, uint8_t* data, size_t len) {
   // Replies sent from on_message go out together, in one write after the
   // whole read is parsed, rather than one write per message (submit()).
   c->in_feed = true;
+  net::Loop& l = *c->loop;
+  l.out_refs.clear();  // (left by a feed whose connection closed before its flush)
+  l.out_refs_owner = c;
   size_t pos = 0;
   while (pos < len && !c->transport_closing) {
     proto::Event ev;
@@ -768,6 +802,8 @@ void feed(ws_conn* c, uint8_t* data, size_t len) {
   }
   c->in_feed = false;
   flush(c);
+  l.out_refs.clear();
+  l.out_refs_owner = nullptr;
 }
 
 // n bytes of a large payload were read into the session's payload window.
@@ -1079,11 +1115,26 @@ void abort_open(ws_conn* c, int err, const char* why) { finish_open_error(c, err
 // A payload this large goes from the caller's buffer to the socket, behind
 // the output and its header, instead of being copied into the output first.
 constexpr size_t kWriteByReference = 64u << 10;
+// Payloads from the read buffer at least this large are referred to by the
+// output rather than copied into it while a read is fed (an iovec entry
+// costs less than copying this much).
+constexpr size_t kRefInOutput = 2048;
 
 proto::SendResult frame_data(ws_conn* c, bool fragment, int type, bool fin, const uint8_t* p, size_t n) {
   proto::Opcode op = type == WS_TEXT ? proto::Opcode::text : proto::Opcode::binary;
   if (fragment) return c->session->send_fragment(op, p, n, fin, proto::Utf8Checked::yes);
+  net::Loop& l = *c->loop;
+  if (n >= kRefInOutput && n < kWriteByReference && l.out_refs_owner == c && c->in_feed && c->is_server &&
+      !c->tls_engine && l.in_read_buffer(p, n)) {
+    // An echo of what is being fed, from the read buffer: the frame header
+    // goes to the output and the payload is written from where it lies, with
+    // the rest of the batch after the feed (flush), not copied into the output.
+    proto::SendResult r = c->session->send_message_by_reference(op, p, n, proto::Utf8Checked::yes);
+    if (r == proto::SendResult::ok) l.out_refs.push_back({c->session->output_size(), p, n});
+    return r;
+  }
   if (n >= kWriteByReference && c->is_server && !c->tls_engine) {
+    if (l.out_refs_owner == c && !l.out_refs.empty()) write_output_with_refs(c);  // in order
     proto::SendResult r = c->session->send_message_by_reference(op, p, n, proto::Utf8Checked::yes);
     if (r != proto::SendResult::ok) return r;
     const uint8_t* pieces[2] = {c->session->output_data(), p};

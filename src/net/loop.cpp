@@ -127,7 +127,6 @@ void Loop::release() {
     pool().stopping.push_back(std::move(thread_));
   }
   post([this] {
-    uv_close(reinterpret_cast<uv_handle_t*>(&epoll_watch_), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&driver_), nullptr);
     uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr);
   });
@@ -140,14 +139,16 @@ Loop::Loop(size_t index) : index_(index), read_buf_(new char[kReadBufferSize]) {
   async_.data = this;
   uv_timer_init(&loop_, &driver_);
   driver_.data = this;
+  // The thread waits in this set (run()); libuv's own descriptor is in it too.
   epfd_ = epoll_create1(EPOLL_CLOEXEC);
-  if (epfd_ < 0 || uv_poll_init(&loop_, &epoll_watch_, epfd_) != 0) {
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.ptr = nullptr;  // libuv's
+  if (epfd_ < 0 || epoll_ctl(epfd_, EPOLL_CTL_ADD, uv_backend_fd(&loop_), &ev) != 0) {
     // Without it no socket of this loop could be watched: nothing to run on.
-    std::fprintf(stderr, "wscore: epoll_create1: %s\n", std::strerror(errno));
+    std::fprintf(stderr, "wscore: epoll: %s\n", std::strerror(errno));
     std::abort();
   }
-  epoll_watch_.data = this;
-  uv_poll_start(&epoll_watch_, UV_READABLE, &Loop::on_epoll);
   // Writes to a peer that vanished must return EPIPE, not kill the process.
   std::signal(SIGPIPE, SIG_IGN);
   std::promise<void> started;
@@ -160,8 +161,33 @@ Loop::Loop(size_t index) : index_(index), read_buf_(new char[kReadBufferSize]) {
   ready.wait();  // thread_id_ is set before anyone asks on_loop_thread()
 }
 
+// The thread waits in the loop's own epoll set, where the sockets are, so a
+// socket's event wakes it with one epoll_wait (nested in libuv's set, it took
+// two and a nested wakeup). libuv's own work (the cross-thread wakeup, the
+// timer driver, name resolution's completion) comes through libuv's backend
+// descriptor, which is in the set: uv_run(UV_RUN_NOWAIT) runs it when that is
+// readable or libuv's next timer is due, and the loop ends when libuv has
+// nothing left (release() closed its last handles).
 void Loop::run() {
-  uv_run(&loop_, UV_RUN_DEFAULT);
+  bool alive = uv_run(&loop_, UV_RUN_NOWAIT) != 0;
+  epoll_event ev[128];  // more stay for the next pass (level-triggered)
+  while (alive) {
+    int timeout = uv_backend_timeout(&loop_);  // -1: no libuv timer; 0: libuv work waits
+    int n = timeout == 0 ? 0 : epoll_wait(epfd_, ev, 128, timeout);
+    bool uv_due = n == 0;  // timed out (or there was work waiting already)
+    for (int i = 0; i < n; i++) {
+      auto* w = static_cast<IoWatch*>(ev[i].data.ptr);
+      if (!w)
+        uv_due = true;
+      else if (w->events)  // else taken out by an earlier callback of this pass
+        w->cb(w, ev[i].events);
+    }
+    if (!uv_due && timeout > 0) {  // busy with sockets: libuv's timer must not starve
+      uv_update_time(&loop_);
+      uv_due = uv_backend_timeout(&loop_) == 0;
+    }
+    if (uv_due || n < 0) alive = uv_run(&loop_, UV_RUN_NOWAIT) != 0;
+  }
   // Only the async handle kept the loop alive once every user was gone; a
   // poster still inside post() holds mu_ until its wakeup is sent.
   { std::lock_guard<std::mutex> g(mu_); }
@@ -228,17 +254,6 @@ int Loop::io_watch(IoWatch* w, uint32_t events) {
   if (epoll_ctl(epfd_, op, w->fd, &ev) != 0 && op != EPOLL_CTL_DEL) return -errno;
   w->events = events;
   return 0;
-}
-
-void Loop::on_epoll(uv_poll_t* p, int, int) {
-  Loop* l = static_cast<Loop*>(p->data);
-  // More than this many at once stay for the next pass (level-triggered).
-  epoll_event ev[128];
-  int n = epoll_wait(l->epfd_, ev, 128, 0);
-  for (int i = 0; i < n; i++) {
-    auto* w = static_cast<IoWatch*>(ev[i].data.ptr);
-    if (w->events) w->cb(w, ev[i].events);  // else taken out by an earlier callback of this pass
-  }
 }
 
 void Loop::on_async(uv_async_t* a) { static_cast<Loop*>(a->data)->drain(); }

@@ -9,6 +9,7 @@
 #include <uv.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -19,9 +20,9 @@
 
 namespace wscore::net {
 
-// A socket on its loop's own epoll set. One uv_poll_t watches that set for the
-// whole loop, so a socket needs no libuv handle of its own (a uv_tcp_t is
-// 248 bytes; this is 16). Level-triggered. Embedded as the first base of its
+// A socket on its loop's own epoll set, where the loop thread waits (libuv's
+// backend descriptor is in the same set), so a socket needs no libuv handle
+// of its own (a uv_tcp_t is 248 bytes; this is 16). Level-triggered. Embedded as the first base of its
 // owner (a connection, a listener), which the callback casts back to.
 struct IoWatch {
   void (*cb)(IoWatch* w, uint32_t events) = nullptr;  // EPOLLIN, EPOLLOUT, EPOLLERR, EPOLLHUP
@@ -52,6 +53,22 @@ class Loop {
   // connections own no buffer.
   char* read_buffer() { return read_buf_.get(); }
   static constexpr size_t kReadBufferSize = 64 * 1024;
+  bool in_read_buffer(const void* p, size_t n) const {
+    auto a = reinterpret_cast<uintptr_t>(p), b = reinterpret_cast<uintptr_t>(read_buf_.get());
+    return a >= b && a - b <= kReadBufferSize && n <= kReadBufferSize - (a - b);
+  }
+
+  // Payloads that the output of the connection being fed refers to instead
+  // of holding a copy: bytes of the read buffer, valid until the next read
+  // (see conn.cpp, frame_data and flush). `at`: the output's size just after
+  // the payload's frame header.
+  struct OutRef {
+    size_t at;
+    const uint8_t* p;
+    size_t n;
+  };
+  std::vector<OutRef> out_refs;
+  const void* out_refs_owner = nullptr;
 
   // Watches w->fd for `events` (EPOLLIN and/or EPOLLOUT); 0 takes it out of
   // the set (do that before closing fd). 0 or -errno. Loop thread only. An
@@ -71,7 +88,6 @@ class Loop {
   ~Loop() = default;
   static void on_async(uv_async_t* a);
   static void on_timers(uv_timer_t* d);
-  static void on_epoll(uv_poll_t* p, int status, int events);
   void reschedule();
   void drain();
   void run();
@@ -81,8 +97,7 @@ class Loop {
   uv_loop_t loop_;
   uv_async_t async_;
   uv_timer_t driver_;
-  int epfd_ = -1;        // the loop's sockets (IoWatch)
-  uv_poll_t epoll_watch_;  // epfd_ readable: some socket has an event
+  int epfd_ = -1;  // the loop's sockets (IoWatch) and libuv's backend descriptor; the thread waits here
   TimerHeap timers_;
   uint64_t driver_due_ = UINT64_MAX;  // what driver_ is set for; UINT64_MAX: stopped
   bool firing_ = false;

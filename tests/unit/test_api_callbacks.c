@@ -219,12 +219,93 @@ static void test_on_drain(void **state) {
   ws_server_free(srv);
 }
 
+/* A burst of frames in one read, echoed from the loop's read buffer: payloads
+ * of 2 KiB and more go to the socket from where they lie, behind their frame
+ * headers, in one write with the rest of the batch. The server's bytes must
+ * be exactly the frames asked for, in order, the pong in its place. */
+static void plain_echo(ws_conn *ws, int type, const void *data, size_t len, void *user) {
+  (void)user;
+  assert_int_equal(ws_send(ws, data, len, type), WS_OK);
+}
+
+static size_t masked_frame(unsigned char *out, unsigned char b0, const unsigned char *payload, size_t n) {
+  static const unsigned char key[4] = {0x11, 0x5a, 0xc3, 0x7e};
+  size_t h = 0;
+  out[h++] = b0;
+  if (n < 126) {
+    out[h++] = (unsigned char)(0x80 | n);
+  } else {
+    out[h++] = 0x80 | 126;
+    out[h++] = (unsigned char)(n >> 8);
+    out[h++] = (unsigned char)n;
+  }
+  memcpy(out + h, key, 4);
+  h += 4;
+  for (size_t i = 0; i < n; i++) out[h + i] = payload[i] ^ key[i & 3];
+  return h + n;
+}
+
+static size_t server_frame(unsigned char *out, unsigned char b0, const unsigned char *payload, size_t n) {
+  size_t h = 0;
+  out[h++] = b0;
+  if (n < 126) {
+    out[h++] = (unsigned char)n;
+  } else {
+    out[h++] = 126;
+    out[h++] = (unsigned char)(n >> 8);
+    out[h++] = (unsigned char)n;
+  }
+  memcpy(out + h, payload, n);
+  return h + n;
+}
+
+static void test_echo_batch_from_read_buffer(void **state) {
+  (void)state;
+  ws_options *o = ws_options_new();
+  ws_callbacks cbs = {NULL, plain_echo, NULL, NULL};
+  assert_int_equal(ws_options_set_callbacks(o, &cbs, sizeof cbs, NULL), WS_OK);
+  ws_server *srv = NULL;
+  assert_int_equal(ws_listen("127.0.0.1", 0, o, &srv), WS_OK);
+  ws_options_free(o);
+  static unsigned char a[3000], t[5000], b[100], big[20000], c2[2048];
+  for (size_t i = 0; i < sizeof a; i++) a[i] = (unsigned char)(i * 7);
+  for (size_t i = 0; i < sizeof t; i += 2) memcpy(t + i, i % 4 ? "ab" : "\xc3\xa9", 2); /* valid UTF-8 */
+  for (size_t i = 0; i < sizeof b; i++) b[i] = (unsigned char)(255 - i);
+  for (size_t i = 0; i < sizeof big; i++) big[i] = (unsigned char)(i >> 3);
+  for (size_t i = 0; i < sizeof c2; i++) c2[i] = (unsigned char)(i ^ 0x5c);
+  static unsigned char in[40000], want[40000], got[40000];
+  size_t n = 0, w = 0;
+  n += masked_frame(in + n, 0x82, a, sizeof a);
+  w += server_frame(want + w, 0x82, a, sizeof a);
+  n += masked_frame(in + n, 0x89, (const unsigned char *)"p1", 2);
+  w += server_frame(want + w, 0x8A, (const unsigned char *)"p1", 2);
+  n += masked_frame(in + n, 0x81, t, sizeof t);
+  w += server_frame(want + w, 0x81, t, sizeof t);
+  n += masked_frame(in + n, 0x82, b, sizeof b);
+  w += server_frame(want + w, 0x82, b, sizeof b);
+  n += masked_frame(in + n, 0x82, big, sizeof big);
+  w += server_frame(want + w, 0x82, big, sizeof big);
+  n += masked_frame(in + n, 0x82, c2, sizeof c2);
+  w += server_frame(want + w, 0x82, c2, sizeof c2);
+  n += masked_frame(in + n, 0x88, (const unsigned char *)"\x03\xe8", 2);
+  int fd = raw_upgrade(ws_server_port(srv));
+  assert_true(fd >= 0);
+  assert_int_equal(write_all(fd, in, n), 0);
+  int got_n = read_until_eof(fd, got, sizeof got, 5000);
+  assert_true(got_n >= (int)w + 2);
+  assert_memory_equal(got, want, w);
+  assert_int_equal(got[w], 0x88); /* then the answer to our close */
+  close(fd);
+  ws_server_free(srv);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_callback_echo),
       cmocka_unit_test(test_backpressure),
       cmocka_unit_test(test_send_timeout),
       cmocka_unit_test(test_on_drain),
+      cmocka_unit_test(test_echo_batch_from_read_buffer),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

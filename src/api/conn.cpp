@@ -962,8 +962,12 @@ void read_socket(ws_conn* c) {
       c->read_in_place = false;
       return;
     }
+    bool in_place = c->read_in_place;
     on_read(c, n < 0 ? -errno : n, buf);
-    if (n <= 0 || static_cast<size_t>(n) < len) return;
+    // Again only after a full loop buffer: a read into a message's payload
+    // window took at most what the message still lacked, so a full one ended
+    // it, and a peer waiting for the echo has sent nothing more (EAGAIN).
+    if (n <= 0 || static_cast<size_t>(n) < len || in_place) return;
   }
 }
 

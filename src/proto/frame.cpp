@@ -56,26 +56,22 @@ inline v16 key_vector(const uint8_t key[4], size_t off) {
 #endif
 }
 
-template <bool kCopy>
-size_t mask_impl(uint8_t* dst, const uint8_t* src, size_t len, const uint8_t key[4], size_t off) {
+// 64 bytes a round, in vectors of V (16 bytes; 32 in the AVX2 version below).
+template <bool kCopy, typename V>
+__attribute__((always_inline)) inline size_t mask_impl(uint8_t* dst, const uint8_t* src, size_t len,
+                                                       const uint8_t key[4], size_t off) {
+  constexpr size_t W = sizeof(V), N = 64 / W;
   off &= 3;
   size_t i = 0;
   if (len >= 16) {
     const v16 k = key_vector(key, off);
+    V kv;
+    for (size_t j = 0; j < W / 16; j++) std::memcpy(reinterpret_cast<uint8_t*>(&kv) + 16 * j, &k, 16);
     for (; i + 64 <= len; i += 64) {
-      v16 a, b, c, d;
-      std::memcpy(&a, src + i, 16);
-      std::memcpy(&b, src + i + 16, 16);
-      std::memcpy(&c, src + i + 32, 16);
-      std::memcpy(&d, src + i + 48, 16);
-      a ^= k;
-      b ^= k;
-      c ^= k;
-      d ^= k;
-      std::memcpy(dst + i, &a, 16);
-      std::memcpy(dst + i + 16, &b, 16);
-      std::memcpy(dst + i + 32, &c, 16);
-      std::memcpy(dst + i + 48, &d, 16);
+      V a[N];
+      for (size_t j = 0; j < N; j++) std::memcpy(&a[j], src + i + j * W, W);
+      for (size_t j = 0; j < N; j++) a[j] ^= kv;
+      for (size_t j = 0; j < N; j++) std::memcpy(dst + i + j * W, &a[j], W);
     }
     for (; i + 16 <= len; i += 16) {
       v16 a;
@@ -91,13 +87,33 @@ size_t mask_impl(uint8_t* dst, const uint8_t* src, size_t len, const uint8_t key
 
 }  // namespace
 
-size_t mask_bytes(uint8_t* data, size_t len, const uint8_t key[4], size_t key_offset) {
-  return mask_impl<false>(data, data, len, key, key_offset);
+// On x86-64 Linux with GCC, an AVX2 version picked at load time (function
+// multiversioning, an ifunc) beside the baseline one: unmasking was 7 % of
+// the server's cycles echoing 16 KiB messages (perf). No AVX-512 version: on
+// some Xeons 512-bit instructions lower the core's clock for everything else.
+#if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && !defined(__clang__)
+typedef uint8_t v32 __attribute__((vector_size(32)));
+
+__attribute__((target("avx2"))) size_t mask_bytes(uint8_t* data, size_t len, const uint8_t key[4],
+                                                  size_t key_offset) {
+  return mask_impl<false, v32>(data, data, len, key, key_offset);
+}
+__attribute__((target("avx2"))) size_t mask_copy(uint8_t* dst, const uint8_t* src, size_t len,
+                                                 const uint8_t key[4], size_t key_offset) {
+  return mask_impl<true, v32>(dst, src, len, key, key_offset);
+}
+#define WS_MASK_BASELINE __attribute__((target("default")))
+#else
+#define WS_MASK_BASELINE
+#endif
+
+WS_MASK_BASELINE size_t mask_bytes(uint8_t* data, size_t len, const uint8_t key[4], size_t key_offset) {
+  return mask_impl<false, v16>(data, data, len, key, key_offset);
 }
 
-size_t mask_copy(uint8_t* dst, const uint8_t* src, size_t len, const uint8_t key[4],
-                 size_t key_offset) {
-  return mask_impl<true>(dst, src, len, key, key_offset);
+WS_MASK_BASELINE size_t mask_copy(uint8_t* dst, const uint8_t* src, size_t len, const uint8_t key[4],
+                                  size_t key_offset) {
+  return mask_impl<true, v16>(dst, src, len, key, key_offset);
 }
 
 FrameDecoder::Status FrameDecoder::parse(const uint8_t* data, size_t len, size_t* consumed) {

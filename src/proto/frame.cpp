@@ -85,36 +85,57 @@ __attribute__((always_inline)) inline size_t mask_impl(uint8_t* dst, const uint8
   return (off + len) & 3;
 }
 
+size_t mask_bytes_base(uint8_t* data, size_t len, const uint8_t key[4], size_t off) {
+  return mask_impl<false, v16>(data, data, len, key, off);
+}
+size_t mask_copy_base(uint8_t* dst, const uint8_t* src, size_t len, const uint8_t key[4], size_t off) {
+  return mask_impl<true, v16>(dst, src, len, key, off);
+}
+
 }  // namespace
 
-// On x86-64 Linux with GCC, an AVX2 version picked at load time (function
-// multiversioning, an ifunc) beside the baseline one: unmasking was 7 % of
-// the server's cycles echoing 16 KiB messages (perf). No AVX-512 version: on
-// some Xeons 512-bit instructions lower the core's clock for everything else.
+// On x86-64 Linux with GCC, an AVX2 version picked once at load time (an
+// ifunc) beside the baseline one: unmasking was 7 % of the server's cycles
+// echoing 16 KiB messages (perf). No AVX-512 version: on some Xeons 512-bit
+// instructions lower the core's clock for everything else.
 #if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__) && !defined(__clang__)
+namespace {
 typedef uint8_t v32 __attribute__((vector_size(32)));
+__attribute__((target("avx2"))) size_t mask_bytes_avx2(uint8_t* data, size_t len, const uint8_t key[4], size_t off) {
+  return mask_impl<false, v32>(data, data, len, key, off);
+}
+__attribute__((target("avx2"))) size_t mask_copy_avx2(uint8_t* dst, const uint8_t* src, size_t len,
+                                                      const uint8_t key[4], size_t off) {
+  return mask_impl<true, v32>(dst, src, len, key, off);
+}
+}  // namespace
 
-__attribute__((target("avx2"))) size_t mask_bytes(uint8_t* data, size_t len, const uint8_t key[4],
-                                                  size_t key_offset) {
-  return mask_impl<false, v32>(data, data, len, key, key_offset);
+using MaskBytesFn = size_t (*)(uint8_t*, size_t, const uint8_t*, size_t);
+using MaskCopyFn = size_t (*)(uint8_t*, const uint8_t*, size_t, const uint8_t*, size_t);
+extern "C" {
+// Resolvers run while the library is relocated: nothing but the CPU check.
+static MaskBytesFn wscore_pick_mask_bytes() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx2") ? mask_bytes_avx2 : mask_bytes_base;
 }
-__attribute__((target("avx2"))) size_t mask_copy(uint8_t* dst, const uint8_t* src, size_t len,
-                                                 const uint8_t key[4], size_t key_offset) {
-  return mask_impl<true, v32>(dst, src, len, key, key_offset);
+static MaskCopyFn wscore_pick_mask_copy() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx2") ? mask_copy_avx2 : mask_copy_base;
 }
-#define WS_MASK_BASELINE __attribute__((target("default")))
+}
+
+size_t mask_bytes(uint8_t* data, size_t len, const uint8_t key[4], size_t key_offset)
+    __attribute__((ifunc("wscore_pick_mask_bytes")));
+size_t mask_copy(uint8_t* dst, const uint8_t* src, size_t len, const uint8_t key[4], size_t key_offset)
+    __attribute__((ifunc("wscore_pick_mask_copy")));
 #else
-#define WS_MASK_BASELINE
+size_t mask_bytes(uint8_t* data, size_t len, const uint8_t key[4], size_t key_offset) {
+  return mask_bytes_base(data, len, key, key_offset);
+}
+size_t mask_copy(uint8_t* dst, const uint8_t* src, size_t len, const uint8_t key[4], size_t key_offset) {
+  return mask_copy_base(dst, src, len, key, key_offset);
+}
 #endif
-
-WS_MASK_BASELINE size_t mask_bytes(uint8_t* data, size_t len, const uint8_t key[4], size_t key_offset) {
-  return mask_impl<false, v16>(data, data, len, key, key_offset);
-}
-
-WS_MASK_BASELINE size_t mask_copy(uint8_t* dst, const uint8_t* src, size_t len, const uint8_t key[4],
-                                  size_t key_offset) {
-  return mask_impl<true, v16>(dst, src, len, key, key_offset);
-}
 
 FrameDecoder::Status FrameDecoder::parse(const uint8_t* data, size_t len, size_t* consumed) {
   *consumed = 0;

@@ -113,12 +113,14 @@ __attribute__((target("avx2"))) size_t mask_copy_avx2(uint8_t* dst, const uint8_
 using MaskBytesFn = size_t (*)(uint8_t*, size_t, const uint8_t*, size_t);
 using MaskCopyFn = size_t (*)(uint8_t*, const uint8_t*, size_t, const uint8_t*, size_t);
 extern "C" {
-// Resolvers run while the library is relocated: nothing but the CPU check.
-static MaskBytesFn wscore_pick_mask_bytes() {
+// Resolvers run while the library is relocated, before any sanitizer's
+// runtime is set up: nothing but the CPU check, and nothing instrumented.
+#define WS_RESOLVER __attribute__((no_sanitize("address", "thread", "undefined"), no_instrument_function))
+WS_RESOLVER static MaskBytesFn wscore_pick_mask_bytes() {
   __builtin_cpu_init();
   return __builtin_cpu_supports("avx2") ? mask_bytes_avx2 : mask_bytes_base;
 }
-static MaskCopyFn wscore_pick_mask_copy() {
+WS_RESOLVER static MaskCopyFn wscore_pick_mask_copy() {
   __builtin_cpu_init();
   return __builtin_cpu_supports("avx2") ? mask_copy_avx2 : mask_copy_base;
 }

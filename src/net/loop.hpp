@@ -2,13 +2,14 @@
 // first use and stopped when the last handle using them goes. Loop 0 serves
 // every client and single-threaded server; a server asking for N threads also
 // uses loops 1..N-1. Other threads hand a loop work through a lock-protected
-// queue and one uv_async_t; the loop drains the whole queue per wakeup, so
+// queue and one eventfd; the loop drains the whole queue per wakeup, so
 // many sends cost one wakeup. Knows nothing of the C ABI.
 #pragma once
 
 #include <uv.h>
 
 #include <cstddef>
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -86,7 +87,7 @@ class Loop {
  private:
   explicit Loop(size_t index);
   ~Loop() = default;
-  static void on_async(uv_async_t* a);
+  static void on_wake(IoWatch* w, uint32_t events);
   static void on_timers(uv_timer_t* d);
   void reschedule();
   void drain();
@@ -95,7 +96,14 @@ class Loop {
   size_t index_;
   size_t users_ = 0;  // under the pool's mutex
   uv_loop_t loop_;
-  uv_async_t async_;
+  struct Wake : IoWatch {
+    Loop* loop = nullptr;
+  } wake_;  // an eventfd: posts from other threads
+  bool stopping_ = false;  // release()'s last task ran
+  bool woken_ = false;     // the eventfd fired in this pass
+  bool sleeping_ = false;  // under mu_: the thread is in (or about to enter) epoll_wait
+  bool wake_sent_ = false; // under mu_: the eventfd was written since it went to sleep
+  std::atomic<int> waking_{0};  // posters between mu_ and their eventfd write
   uv_timer_t driver_;
   int epfd_ = -1;  // the loop's sockets (IoWatch) and libuv's backend descriptor; the thread waits here
   TimerHeap timers_;

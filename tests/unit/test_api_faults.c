@@ -8,6 +8,10 @@
 
 #include "api_util.h"
 
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+
 static ws_server *listen_with(ws_options *o) {
   ws_server *srv = NULL;
   assert_int_equal(ws_listen("127.0.0.1", 0, o, &srv), WS_OK);
@@ -422,6 +426,133 @@ static void test_reply_before_deferred_failure(void **state) {
   ws_server_free(srv);
 }
 
+/* The server runs out of descriptors. The connections it cannot take are
+ * refused (accepted with a spare descriptor and closed at once) rather than
+ * left in the backlog, where they would wake the loop on every pass: the
+ * loop must not spin, every client must get an answer (a 101 or the end of
+ * the connection, never silence), and once descriptors are free again the
+ * server accepts as before. The client is a child process, so that its
+ * sockets do not count against the server's limit. */
+static void echo_cb(ws_conn *ws, int type, const void *data, size_t len, void *user) {
+  (void)user;
+  ws_send(ws, data, len, type);
+}
+
+static double cpu_seconds(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+enum { kClients = 40 };
+
+/* Child: kClients upgrade requests; reports how many got a 101, how many saw
+ * the connection end, how many heard nothing in 3 s; holds the connections
+ * until the parent says so. System calls only (it is a fork of a threaded
+ * process). */
+static void fd_client(int port, int report, int hold) {
+  int fds[kClients], state[kClients]; /* 0 waiting, 1 upgraded, 2 ended */
+  for (int i = 0; i < kClients; i++) {
+    fds[i] = raw_connect(port);
+    state[i] = fds[i] < 0 ? 2 : 0;
+    if (fds[i] >= 0 && write_all(fds[i], kUpgradeRequest, strlen(kUpgradeRequest)) != 0) state[i] = 2;
+  }
+  long long deadline = now_ms() + 3000;
+  for (;;) {
+    struct pollfd p[kClients];
+    int n = 0, idx[kClients];
+    for (int i = 0; i < kClients; i++)
+      if (state[i] == 0) {
+        p[n].fd = fds[i];
+        p[n].events = POLLIN;
+        idx[n++] = i;
+      }
+    long long left = deadline - now_ms();
+    if (n == 0 || left <= 0 || poll(p, (nfds_t)n, (int)left) <= 0) break;
+    for (int j = 0; j < n; j++) {
+      if (!p[j].revents) continue;
+      char b[256];
+      ssize_t r = read(p[j].fd, b, sizeof b);
+      state[idx[j]] = r >= 12 && memcmp(b, "HTTP/1.1 101", 12) == 0 ? 1 : 2;
+    }
+  }
+  int out[3] = {0, 0, 0}; /* upgraded, ended, silent */
+  for (int i = 0; i < kClients; i++) out[state[i] == 1 ? 0 : state[i] == 2 ? 1 : 2]++;
+  if (write(report, out, sizeof out) != (ssize_t)sizeof out) _exit(2);
+  char c;
+  if (read(hold, &c, 1) < 0) _exit(3);
+  for (int i = 0; i < kClients; i++)
+    if (fds[i] >= 0) close(fds[i]);
+  _exit(0);
+}
+
+static void test_out_of_descriptors(void **state) {
+  (void)state;
+  ws_options *o = ws_options_new();
+  ws_callbacks cbs = {NULL, echo_cb, NULL, NULL};
+  assert_int_equal(ws_options_set_callbacks(o, &cbs, sizeof cbs, NULL), WS_OK);
+  ws_server *srv = NULL;
+  assert_int_equal(ws_listen("127.0.0.1", 0, o, &srv), WS_OK);
+  ws_options_free(o);
+  int port = ws_server_port(srv);
+  int report[2], hold[2];
+  assert_int_equal(pipe(report), 0);
+  assert_int_equal(pipe(hold), 0);
+  /* A limit that leaves the server room for 6 more descriptors: new ones
+   * take the lowest free numbers, so the limit goes just past the 6th free
+   * number (descriptors open above it stay usable). */
+  int free_seen = 0, limit = 0;
+  while (free_seen < 6) {
+    if (fcntl(limit, F_GETFD) == -1) free_seen++;
+    limit++;
+  }
+  struct rlimit old, low;
+  assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+  low = old;
+  low.rlim_cur = (rlim_t)limit;
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    close(report[0]);
+    close(hold[1]);
+    fd_client(port, report[1], hold[0]);
+  }
+  close(report[1]);
+  close(hold[0]);
+  assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+  int counts[3] = {0, 0, 0};
+  struct pollfd p = {report[0], POLLIN, 0};
+  assert_int_equal(poll(&p, 1, 10000), 1);
+  assert_int_equal(read(report[0], counts, sizeof counts), (ssize_t)sizeof counts);
+  /* The refused connections are gone; the loop sleeps while the child holds
+   * the ones it got (0.3 s of CPU in 1 s would be a spinning loop). */
+  double t0 = cpu_seconds();
+  usleep(1000 * 1000);
+  double spent = cpu_seconds() - t0;
+  assert_int_equal(write(hold[1], "x", 1), 1);
+  int st = 0;
+  assert_int_equal(waitpid(pid, &st, 0), pid);
+  assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+  close(report[0]);
+  close(hold[1]);
+  assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+  assert_true(counts[0] >= 1);              /* some were served */
+  assert_true(counts[1] >= 1);              /* some were refused, at once */
+  assert_int_equal(counts[2], 0);           /* none left without an answer */
+  assert_int_equal(counts[0] + counts[1], kClients);
+  assert_true(spent < 0.3);
+  /* Descriptors are free again: served as before. */
+  long long deadline = now_ms() + 3000;
+  int fd = -1;
+  while (fd < 0 && now_ms() < deadline) {
+    fd = raw_upgrade(port);
+    if (fd < 0) usleep(20000);
+  }
+  assert_true(fd >= 0);
+  close(fd);
+  ws_server_free(srv);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_peer_vanishes_mid_frame),
@@ -435,6 +566,7 @@ int main(void) {
       cmocka_unit_test(test_idle_and_keepalive),
       cmocka_unit_test(test_reply_before_deferred_failure),
       cmocka_unit_test(test_lingering_close_after_a_failure),
+      cmocka_unit_test(test_out_of_descriptors),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

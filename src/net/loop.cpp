@@ -162,11 +162,11 @@ Loop::Loop(size_t index) : index_(index), read_buf_(new char[kReadBufferSize]) {
   std::promise<void> started;
   auto ready = started.get_future();
   thread_ = std::thread([this, &started] {
-    thread_id_ = std::this_thread::get_id();
+    loop_thread_ = current_thread();
     started.set_value();
     run();
   });
-  ready.wait();  // thread_id_ is set before anyone asks on_loop_thread()
+  ready.wait();  // loop_thread_ is set before anyone asks on_loop_thread()
 }
 
 // The thread waits in the loop's own epoll set, where the sockets are, so a

@@ -36,23 +36,22 @@ namespace {
 
 typedef uint8_t v16 __attribute__((vector_size(16)));
 
-// The key rotated so that byte 0 of the result lines up with key_offset, then
-// repeated over 16 bytes.
-inline v16 key_vector(const uint8_t key[4], size_t off) {
+// The key rotated so that byte 0 of the result lines up with key_offset,
+// repeated over a vector V.
+template <typename V>
+__attribute__((always_inline)) inline void key_vector(V* out, const uint8_t key[4], size_t off) {
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-  // Rotate the 32-bit key and broadcast it: a per-byte loop here showed up as
-  // 75% of the time decoding 64-byte frames (perf, release build).
+  // Rotate the 32-bit key and broadcast it (one shuffle or broadcast
+  // instruction): a per-byte loop here showed up as 75% of the time decoding
+  // 64-byte frames (perf, release build).
+  typedef uint32_t Words __attribute__((vector_size(sizeof(V))));
   uint32_t w;
   std::memcpy(&w, key, 4);
   if (off) w = (w >> (8 * off)) | (w << (32 - 8 * off));
-  const uint32_t words[4] = {w, w, w, w};
-  v16 k;
-  std::memcpy(&k, words, 16);
-  return k;
+  Words k = Words{} + w;
+  std::memcpy(out, &k, sizeof k);
 #else
-  v16 k;
-  for (int i = 0; i < 16; i++) k[i] = key[(off + i) & 3];
-  return k;
+  for (size_t i = 0; i < sizeof(V); i++) (*out)[i] = key[(off + i) & 3];
 #endif
 }
 
@@ -64,14 +63,17 @@ __attribute__((always_inline)) inline size_t mask_impl(uint8_t* dst, const uint8
   off &= 3;
   size_t i = 0;
   if (len >= 16) {
-    const v16 k = key_vector(key, off);
-    V kv;
-    for (size_t j = 0; j < W / 16; j++) std::memcpy(reinterpret_cast<uint8_t*>(&kv) + 16 * j, &k, 16);
-    for (; i + 64 <= len; i += 64) {
-      V a[N];
-      for (size_t j = 0; j < N; j++) std::memcpy(&a[j], src + i + j * W, W);
-      for (size_t j = 0; j < N; j++) a[j] ^= kv;
-      for (size_t j = 0; j < N; j++) std::memcpy(dst + i + j * W, &a[j], W);
+    v16 k;
+    key_vector(&k, key, off);
+    if (len >= 64) {
+      V kv;
+      key_vector(&kv, key, off);
+      for (; i + 64 <= len; i += 64) {
+        V a[N];
+        for (size_t j = 0; j < N; j++) std::memcpy(&a[j], src + i + j * W, W);
+        for (size_t j = 0; j < N; j++) a[j] ^= kv;
+        for (size_t j = 0; j < N; j++) std::memcpy(dst + i + j * W, &a[j], W);
+      }
     }
     for (; i + 16 <= len; i += 16) {
       v16 a;

@@ -183,8 +183,9 @@ static inline int raw_upgrade(int port) {
   return fd;
 }
 
-/* A masked client frame (key 0,0,0,0 keeps tests readable: XOR with zero). */
-static inline size_t client_frame(unsigned char *out, unsigned char b0, const void *payload, size_t n) {
+/* A masked client frame with the given key (payloads under 64 KiB). */
+static inline size_t client_frame_key(unsigned char *out, unsigned char b0, const void *payload, size_t n,
+                                      const unsigned char key[4]) {
   size_t h = 0;
   out[h++] = b0;
   if (n < 126) {
@@ -194,10 +195,16 @@ static inline size_t client_frame(unsigned char *out, unsigned char b0, const vo
     out[h++] = (unsigned char)(n >> 8);
     out[h++] = (unsigned char)n;
   }
-  memset(out + h, 0, 4);
+  memcpy(out + h, key, 4);
   h += 4;
-  if (n) memcpy(out + h, payload, n);
+  for (size_t i = 0; i < n; i++) out[h + i] = ((const unsigned char *)payload)[i] ^ key[i & 3];
   return h + n;
+}
+
+/* A masked client frame (key 0,0,0,0 keeps tests readable: XOR with zero). */
+static inline size_t client_frame(unsigned char *out, unsigned char b0, const void *payload, size_t n) {
+  static const unsigned char zero[4] = {0, 0, 0, 0};
+  return client_frame_key(out, b0, payload, n, zero);
 }
 
 #endif

@@ -230,19 +230,7 @@ static void plain_echo(ws_conn *ws, int type, const void *data, size_t len, void
 
 static size_t masked_frame(unsigned char *out, unsigned char b0, const unsigned char *payload, size_t n) {
   static const unsigned char key[4] = {0x11, 0x5a, 0xc3, 0x7e};
-  size_t h = 0;
-  out[h++] = b0;
-  if (n < 126) {
-    out[h++] = (unsigned char)(0x80 | n);
-  } else {
-    out[h++] = 0x80 | 126;
-    out[h++] = (unsigned char)(n >> 8);
-    out[h++] = (unsigned char)n;
-  }
-  memcpy(out + h, key, 4);
-  h += 4;
-  for (size_t i = 0; i < n; i++) out[h + i] = payload[i] ^ key[i & 3];
-  return h + n;
+  return client_frame_key(out, b0, payload, n, key);
 }
 
 static size_t server_frame(unsigned char *out, unsigned char b0, const unsigned char *payload, size_t n) {

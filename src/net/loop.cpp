@@ -265,6 +265,9 @@ void Loop::post(std::function<void()> fn) {
 }
 
 void Loop::start_timer(Timer* t, uint64_t ms) {
+  // libuv's clock moves only in uv_run, which run() calls only for libuv's own
+  // work: a loop busy with sockets alone may not have run it for a long time.
+  uv_update_time(&loop_);
   timers_.arm(t, uv_now(&loop_) + (ms ? ms : 1));
   if (!firing_) reschedule();
 }

@@ -553,6 +553,47 @@ static void test_out_of_descriptors(void **state) {
   ws_server_free(srv);
 }
 
+/* A loop that went a while busy without any timer (an open connection needs none)
+ * still times a new connection's handshake from now: libuv's clock, which
+ * the timers use, moves only when libuv runs, and a loop busy or idle with
+ * sockets alone does not run it (a stale clock expired the next handshake's
+ * timer at once). */
+static void test_handshake_timer_after_a_timerless_while(void **state) {
+  (void)state;
+  ws_options *o = ws_options_new();
+  ws_callbacks cbs = {NULL, echo_cb, NULL, NULL};
+  assert_int_equal(ws_options_set_callbacks(o, &cbs, sizeof cbs, NULL), WS_OK);
+  assert_int_equal(ws_options_set_handshake_timeout(o, 300), WS_OK);
+  ws_server *srv = NULL;
+  assert_int_equal(ws_listen("127.0.0.1", 0, o, &srv), WS_OK);
+  ws_options_free(o);
+  int first = raw_upgrade(ws_server_port(srv));
+  assert_true(first >= 0);
+  /* Longer than the handshake timeout, the loop kept busy by the first
+   * connection alone (no timer armed), and then on into the second's. */
+  int second = -1;
+  unsigned char frame[32], sink[4096];
+  size_t n = client_frame(frame, 0x82, "ping", 4);
+  long long start = now_ms();
+  while (now_ms() - start < 900) {
+    if (second < 0 && now_ms() - start >= 800) {
+      second = raw_connect(ws_server_port(srv));
+      assert_true(second >= 0);
+    }
+    assert_int_equal(write_all(first, frame, n), 0);
+    struct pollfd p = {first, POLLIN, 0};
+    if (poll(&p, 1, 1) > 0) assert_true(read(first, sink, sizeof sink) > 0);
+  }
+  /* The request comes 100 ms after the connection, within its 300 ms. */
+  assert_int_equal(write_all(second, kUpgradeRequest, strlen(kUpgradeRequest)), 0);
+  char head[2048];
+  assert_true(read_head(second, head, sizeof head, 3000) >= 0);
+  assert_memory_equal(head, "HTTP/1.1 101", 12);
+  close(second);
+  close(first);
+  ws_server_free(srv);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_peer_vanishes_mid_frame),
@@ -567,6 +608,7 @@ int main(void) {
       cmocka_unit_test(test_reply_before_deferred_failure),
       cmocka_unit_test(test_lingering_close_after_a_failure),
       cmocka_unit_test(test_out_of_descriptors),
+      cmocka_unit_test(test_handshake_timer_after_a_timerless_while),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -43,7 +43,6 @@ class Loop {
   void release();
 
   uv_loop_t* uv() { return &loop_; }
-  static Loop* of(const uv_loop_t* l) { return static_cast<Loop*>(l->data); }
   // Asked on every send: the thread pointer (one register read on x86-64)
   // where the compiler has it, rather than a call to pthread_self.
   bool on_loop_thread() const { return current_thread() == loop_thread_; }

@@ -106,11 +106,13 @@ std::string sockaddr_string(const struct sockaddr_storage& ss) {
   return "";
 }
 
-void record_peer(ws_conn* c) {
+// 0, or the errno of getpeername (ENOTCONN: not connected yet).
+int record_peer(ws_conn* c) {
   struct sockaddr_storage ss;
   socklen_t len = sizeof ss;
-  if (getpeername(c->fd, reinterpret_cast<sockaddr*>(&ss), &len) == 0)
-    c->peer = sockaddr_string(ss);
+  if (getpeername(c->fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return errno;
+  c->peer = sockaddr_string(ss);
+  return 0;
 }
 
 // ---- the socket ----
@@ -134,15 +136,28 @@ void read_stop(ws_conn* c) {
   watch(c);
 }
 
+// The write queue's first chunk is done with (written, or the socket is gone).
+void pop_write_chunk(ws_conn* c) {
+  api::WriteChunk* w = c->wq_head;
+  c->wq_head = w->next;
+  if (!c->wq_head) c->wq_tail = nullptr;
+  c->wq_off = 0;
+  c->wire_bytes -= w->size;
+  std::free(w);
+}
+
 // The queue's chunks are dropped (the socket is gone).
 void drop_write_queue(ws_conn* c) {
-  while (api::WriteChunk* w = c->wq_head) {
-    c->wq_head = w->next;
-    c->wire_bytes -= w->size;
-    std::free(w);
-  }
-  c->wq_tail = nullptr;
-  c->wq_off = 0;
+  while (c->wq_head) pop_write_chunk(c);
+}
+
+// One write of the pieces: bytes taken, 0 when the socket is full, or -errno.
+ssize_t write_socket(int fd, const iovec* iov, int pieces) {
+  ssize_t n;
+  do n = pieces == 1 ? ::write(fd, iov[0].iov_base, iov[0].iov_len) : ::writev(fd, iov, pieces);
+  while (n < 0 && errno == EINTR);
+  if (n >= 0) return n;
+  return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -errno;
 }
 
 // Closes the socket now; its reference goes back from a task, after any
@@ -186,33 +201,24 @@ void write_queue(ws_conn* c) {
   size_t off = c->wq_off;
   for (api::WriteChunk* w = c->wq_head; w && k < 64; w = w->next, off = 0)
     iov[k++] = {w->data + off, w->size - off};
-  ssize_t n;
-  do n = ::writev(c->fd, iov, k);
-  while (n < 0 && errno == EINTR);
+  ssize_t n = write_socket(c->fd, iov, k);
+  if (n == 0) return;
   if (n < 0) {
-    if (errno == EAGAIN || errno == EWOULDBLOCK) return;
-    close_transport(c, WS_CLOSE_ABNORMAL, std::strerror(errno));
+    close_transport(c, WS_CLOSE_ABNORMAL, std::strerror(static_cast<int>(-n)));
     after_write(c);
     return;
   }
   size_t done = static_cast<size_t>(n);
   while (done > 0) {
-    api::WriteChunk* w = c->wq_head;
-    size_t left = w->size - c->wq_off;
+    size_t left = c->wq_head->size - c->wq_off;
     if (done < left) {
       c->wq_off += done;
       break;
     }
     done -= left;
-    c->wq_head = w->next;
-    c->wq_off = 0;
-    c->wire_bytes -= w->size;
-    std::free(w);
+    pop_write_chunk(c);
   }
-  if (!c->wq_head) {
-    c->wq_tail = nullptr;
-    watch(c);
-  }
+  if (!c->wq_head) watch(c);
   after_write(c);
 }
 
@@ -225,15 +231,12 @@ void write_wire(ws_conn* c, const iovec* iov, int pieces) {
   if (len == 0 || c->transport_closing || c->fd < 0) return;
   size_t done = 0;  // bytes the socket took
   if (!c->wq_head) {
-    ssize_t n;
-    do n = pieces == 1 ? ::write(c->fd, iov[0].iov_base, iov[0].iov_len) : ::writev(c->fd, iov, pieces);
-    while (n < 0 && errno == EINTR);
-    if (n >= 0) {
-      done = static_cast<size_t>(n);
-    } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
-      close_transport(c, WS_CLOSE_ABNORMAL, std::strerror(errno));
+    ssize_t n = write_socket(c->fd, iov, pieces);
+    if (n < 0) {
+      close_transport(c, WS_CLOSE_ABNORMAL, std::strerror(static_cast<int>(-n)));
       return;
     }
+    done = static_cast<size_t>(n);
     if (done == len) return;
   }
   len -= done;
@@ -1004,14 +1007,8 @@ void connect_done(ws_conn* c) {
   socklen_t elen = sizeof err;
   if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &elen) != 0) err = errno;
   if (!err) {
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof ss;
-    if (getpeername(c->fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) {
-      if (errno == ENOTCONN) return;  // an event of an earlier socket: still under way
-      err = errno;
-    } else {
-      c->peer = sockaddr_string(ss);
-    }
+    err = record_peer(c);
+    if (err == ENOTCONN) return;  // an event of an earlier socket: still under way
   }
   c->connecting = false;
   if (err) {

@@ -188,6 +188,14 @@ WS_EXTERN int ws_options_set_max_handshake_size(ws_options *opts, size_t bytes);
  * (or returns WS_EAGAIN, see send_timeout). Default 16 MiB. A single message
  * larger than the limit is still accepted into an empty queue. */
 WS_EXTERN int ws_options_set_send_queue_limit(ws_options *opts, size_t bytes);
+/* Receive flow control (ws_receive): once received messages of this many
+ * payload bytes wait unread, the connection stops reading its socket, so the
+ * peer is held back by TCP instead of memory growing; it reads again when the
+ * application has taken them down to half. Pings are answered late meanwhile,
+ * and the keepalive and idle timeouts count the pause as activity. A single
+ * message larger than the limit is still received. Default 16 MiB. 0 is
+ * invalid. No effect in callback mode (each message is handed over at once). */
+WS_EXTERN int ws_options_set_receive_queue_limit(ws_options *opts, size_t bytes);
 /* How long ws_send/ws_send_fragment/ws_ping/ws_pong wait for room in a full send
  * queue: -1 forever (default), 0 never (WS_EAGAIN), > 0 ms (WS_ETIMEDOUT). */
 WS_EXTERN int ws_options_set_send_timeout(ws_options *opts, int timeout_ms);

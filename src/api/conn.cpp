@@ -117,11 +117,14 @@ int record_peer(ws_conn* c) {
 
 // ---- the socket ----
 
+// Reads are wanted, and the inbox has room for what they bring.
+bool wants_read(const ws_conn* c) { return c->reading && !c->rx_paused; }
+
 // What the socket is watched for: reads while wanted, writability while
 // bytes wait or a connect is under way.
 void watch(ws_conn* c) {
   if (c->fd < 0) return;
-  uint32_t ev = (c->reading ? EPOLLIN : 0u) | (c->wq_head || c->connecting ? EPOLLOUT : 0u);
+  uint32_t ev = (wants_read(c) ? EPOLLIN : 0u) | (c->wq_head || c->connecting ? EPOLLOUT : 0u);
   int rc = c->loop->io_watch(c, ev);
   if (rc < 0 && !c->transport_closing) close_transport(c, WS_CLOSE_ABNORMAL, uv_strerror(rc));
 }
@@ -389,7 +392,9 @@ void stop_timer(ws_conn* c) {
 }
 
 void on_close_timeout(ws_conn* c);
+void unpause_reading(ws_conn* c);
 void start_close_timer(ws_conn* c) {
+  unpause_reading(c);  // the peer's close must be read
   start_timer<on_close_timeout>(c, static_cast<uint64_t>(std::max(c->opts->close_timeout, 1)));
 }
 
@@ -435,6 +440,7 @@ bool start_linger(ws_conn* c) {
   else
     send_fin(c);
   c->lingering = true;
+  c->rx_paused = false;
   read_start(c);  // it may be reading already
   start_timer<end_linger>(c, static_cast<uint64_t>(std::min(kLingerMs, std::max(c->opts->close_timeout, 1))));
   return true;
@@ -492,6 +498,9 @@ void start_keepalive(ws_conn* c);
 void on_keepalive(ws_conn* c) {
   if (!c->session || c->phase != Phase::open) return;
   const ws_options& o = *c->opts;
+  // Not reading because the application is behind (flow control) is no sign
+  // of a dead peer: it sent so much that we stopped.
+  if (c->rx_paused) c->last_rx = Clock::now();
   auto idle = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - c->last_rx).count();
   if (o.idle_timeout > 0 && idle >= o.idle_timeout) {
     api::conn_shutdown(c, WS_CLOSE_GOING_AWAY, "idle timeout");
@@ -711,13 +720,42 @@ void deliver(ws_conn* c, int type, const uint8_t* data, size_t len, uint8_t* own
     close_transport(c, WS_CLOSE_ABNORMAL, "out of memory");
     return;
   }
+  bool full;
   {
     std::lock_guard<api::SmallMutex> g(c->mu);
     c->inbox.push(m);
     c->app_caught_up = false;
+    // Flow control: while the application is this far behind, the socket is
+    // not read, so TCP makes the peer wait instead of our memory growing.
+    full = c->inbox.bytes() >= c->opts->receive_queue_limit && !c->transport_closing &&
+           c->state.load(std::memory_order_relaxed) == WS_STATE_OPEN;
+    if (full) c->inbox_full = c->rx_paused = true;
     c->update_fd_locked();
   }
   c->cv.notify_all();
+  if (full) watch(c);
+}
+
+// The application read the inbox down to half the limit (ws_receive posts it).
+void resume_reading(ws_conn* c) {
+  {
+    std::lock_guard<api::SmallMutex> g(c->mu);
+    if (c->inbox_full) return;  // full again meanwhile
+  }
+  if (!c->rx_paused) return;
+  c->rx_paused = false;
+  watch(c);
+}
+
+// The close handshake or a linger reads whatever the inbox holds: no pause.
+void unpause_reading(ws_conn* c) {
+  if (!c->rx_paused) return;
+  {
+    std::lock_guard<api::SmallMutex> g(c->mu);
+    c->inbox_full = false;
+  }
+  c->rx_paused = false;
+  watch(c);
 }
 
 // One event of the session, from feed() or feed_in_place().
@@ -955,7 +993,7 @@ void on_read(ws_conn* c, ssize_t nread, char* buf) {
 // The socket is readable: read until it has less than a buffer's worth (a
 // few times at most; the rest comes with the next pass, level-triggered).
 void read_socket(ws_conn* c) {
-  for (int i = 0; i < 8 && c->reading && c->fd >= 0; i++) {
+  for (int i = 0; i < 8 && wants_read(c) && c->fd >= 0; i++) {
     size_t len;
     char* buf = read_buffer_for(c, &len);
     ssize_t n;
@@ -983,7 +1021,7 @@ void on_io(net::IoWatch* w, uint32_t events) {
     return;
   }
   if ((events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) && c->wq_head) write_queue(c);
-  if ((events & (EPOLLIN | EPOLLERR | EPOLLHUP)) && c->reading) read_socket(c);
+  if ((events & (EPOLLIN | EPOLLERR | EPOLLHUP)) && wants_read(c)) read_socket(c);
 }
 
 // ---- client connect ----
@@ -1639,6 +1677,14 @@ WS_EXTERN int ws_receive(ws_conn* c, ws_message** out, int timeout_ms) {
     if (!c->inbox.empty()) {
       *out = c->inbox.pop();
       c->update_fd_locked();
+      if (c->inbox_full && c->inbox.bytes() <= c->opts->receive_queue_limit / 2) {
+        c->inbox_full = false;
+        api::conn_retain(c);
+        c->loop->post([c] {
+          resume_reading(c);
+          api::conn_release(c);
+        });
+      }
       return WS_OK;
     }
     c->app_caught_up = true;  // it asks for more than it was given

@@ -36,6 +36,7 @@ struct ws_options {
   uint64_t max_message_size = 16u << 20;
   size_t max_handshake_size = 16 * 1024;
   size_t send_queue_limit = 16u << 20;
+  size_t receive_queue_limit = 16u << 20;
   int send_timeout = -1;
   wscore::proto::Headers headers;
   std::vector<std::string> subprotocols;
@@ -66,7 +67,9 @@ namespace wscore::api {
 class Inbox {
  public:
   bool empty() const { return !head_; }
+  size_t bytes() const { return bytes_; }  // payload bytes of the messages in it
   void push(ws_message* m) {
+    bytes_ += m->size;
     m->next = nullptr;
     (head_ ? tail_->next : head_) = m;
     tail_ = m;
@@ -74,6 +77,7 @@ class Inbox {
   ws_message* pop() {
     ws_message* m = head_;
     if (m) {
+      bytes_ -= m->size;
       head_ = m->next;
       m->next = nullptr;
       if (!head_) tail_ = nullptr;
@@ -84,6 +88,7 @@ class Inbox {
  private:
   ws_message* head_ = nullptr;
   ws_message* tail_ = nullptr;
+  size_t bytes_ = 0;
 };
 }  // namespace wscore::api
 
@@ -318,6 +323,7 @@ struct ws_conn : wscore::net::IoWatch {
   bool in_feed = false;            // feed() is delivering: sends from its callbacks batch up
   bool lingering = false;          // closed for the application; TCP waits for the peer's FIN
   bool read_in_place = false;      // read_buffer_for lent the session's payload window to this read
+  bool rx_paused = false;          // the inbox is full: no reads until the application catches up
   bool close_cb_done = false;
   bool open_notified = false;
   std::atomic<bool> drain_wanted{false};
@@ -329,6 +335,7 @@ struct ws_conn : wscore::net::IoWatch {
                                   // waits until the app read what came before it
   bool commit_requested = false;  // ws_receive asked the loop to send that close
   bool app_caught_up = true;      // the app asked for more after the last delivered message
+  bool inbox_full = false;        // the inbox reached receive_queue_limit; the loop stops reading
   bool scheduled = false;
   // send state (send_mu)
   std::atomic<uint8_t> send_bias{0};  // not kUnbiased: the loop thread skips send_mu (SendGuard)

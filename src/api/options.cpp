@@ -63,6 +63,11 @@ WS_EXTERN int ws_options_set_send_queue_limit(ws_options* o, size_t bytes) {
   o->send_queue_limit = bytes;
   return WS_OK;
 }
+WS_EXTERN int ws_options_set_receive_queue_limit(ws_options* o, size_t bytes) {
+  if (!o || bytes == 0) return WS_EINVAL;
+  o->receive_queue_limit = bytes;
+  return WS_OK;
+}
 WS_EXTERN int ws_options_set_send_timeout(ws_options* o, int ms) {
   if (!o || !valid_timeout(ms)) return WS_EINVAL;
   o->send_timeout = ms;

@@ -68,21 +68,28 @@ def test_server_close_sends_1001():
 
 
 def test_send_waits_under_backpressure_without_blocking_the_loop():
-    # A slow reader on a thread of its own; the loop keeps ticking meanwhile.
+    # A slow reader (10 ms a message) on a thread of its own, whose connection
+    # stops reading once 1 MiB waits unread: the handler's sends must wait for
+    # it, and the loop keeps ticking meanwhile.
+    N = 128
     received = []
+    progress_when_sent = []
 
     def slow_reader(port):
-        with wscore.connect(f"ws://127.0.0.1:{port}/") as ws:
-            for _ in range(64):
-                received.append(len(ws.recv(timeout=20)))
+        with wscore.connect(f"ws://127.0.0.1:{port}/", receive_queue_limit=1 << 20) as ws:
+            for _ in range(N):
+                m = ws.recv(timeout=20)
+                received.append((len(m), m[:1]))
+                time.sleep(0.01)
 
     async def handler(ws):
-        for _ in range(64):
-            await ws.send(b"z" * (1 << 20))
+        for i in range(N):
+            await ws.send(bytes([i]) * (1 << 20))
+        progress_when_sent.append(len(received))
         await asyncio.sleep(0.5)
 
     async def main():
-        server = await wsa.serve(handler, "127.0.0.1", 0)
+        server = await wsa.serve(handler, "127.0.0.1", 0, send_queue_limit=1 << 20)
         t = threading.Thread(target=slow_reader, args=(server.port,))
         t.start()
         ticks = 0
@@ -95,8 +102,14 @@ def test_send_waits_under_backpressure_without_blocking_the_loop():
         return ticks
 
     ticks = run(main())
-    assert received == [1 << 20] * 64
-    assert ticks > 3
+    assert received == [(1 << 20, bytes([i])) for i in range(N)]
+    # Held back: the last send returned only once the reader was near the end
+    # (what is ahead of it is its 1 MiB, the socket buffers and the 1 MiB
+    # send queue); without flow control all of it goes out at once,
+    # long before the reader is half way.
+    assert progress_when_sent and progress_when_sent[0] >= N // 2
+    # The reader took at least N x 10 ms; a blocked loop would not have ticked.
+    assert ticks >= N // 4
 
 
 def test_thousand_connections_one_loop():

@@ -305,6 +305,84 @@ static void test_server_sees_request(void **state) {
   ws_server_free(srv);
 }
 
+/* Receive flow control: a client that does not read stops reading its socket
+ * once receive_queue_limit bytes wait unread, so a server that sends and
+ * sends is held back (its send times out) instead of the client's memory
+ * taking everything; once the client reads, everything arrives, in order,
+ * and the server can send again. The keepalive does not take the pause for
+ * a dead peer. */
+static void test_receive_queue_limit_holds_back_the_peer(void **state) {
+  (void)state;
+  enum { kMsg = 1 << 20, kMax = 256 };
+  ws_options *so = ws_options_new();
+  assert_int_equal(ws_options_set_send_queue_limit(so, kMsg), WS_OK);
+  assert_int_equal(ws_options_set_send_timeout(so, 1500), WS_OK);
+  ws_server *srv = NULL;
+  assert_int_equal(ws_listen("127.0.0.1", 0, so, &srv), WS_OK);
+  ws_options_free(so);
+  char url[128];
+  url_for(url, sizeof url, ws_server_port(srv), "/flow");
+  ws_options *co = ws_options_new();
+  assert_int_equal(ws_options_set_receive_queue_limit(co, 0), WS_EINVAL);
+  assert_int_equal(ws_options_set_receive_queue_limit(co, 4u << 20), WS_OK);
+  assert_int_equal(ws_options_set_keepalive(co, 100, 100), WS_OK);
+  ws_conn *c = NULL;
+  assert_int_equal(ws_open(url, co, &c), WS_OK);
+  ws_options_free(co);
+  ws_conn *s = NULL;
+  assert_int_equal(ws_accept(srv, &s, 5000), WS_OK);
+
+  unsigned char *buf = malloc(kMsg);
+  int sent = 0, rc = WS_OK;
+  while (sent < kMax) {
+    memset(buf, sent & 0xff, kMsg);
+    memcpy(buf, &sent, sizeof sent);
+    rc = ws_send(s, buf, kMsg, WS_BINARY);
+    if (rc != WS_OK) break;
+    sent++;
+  }
+  /* 256 MiB would all have gone into the client's inbox; what the server got
+   * out is the client's 4 MiB, the socket buffers and its own queue. */
+  assert_int_equal(rc, WS_ETIMEDOUT);
+  assert_true(sent >= 4);
+  assert_true(sent < 64);
+  usleep(500 * 1000); /* several keepalive periods while paused */
+  assert_int_equal(ws_state(c), WS_STATE_OPEN);
+
+  for (int i = 0; i < sent; i++) {
+    ws_message *m = NULL;
+    assert_int_equal(ws_receive(c, &m, 5000), WS_OK);
+    assert_int_equal(ws_message_size(m), kMsg);
+    const unsigned char *d = ws_message_data(m);
+    int idx;
+    memcpy(&idx, d, sizeof idx);
+    assert_int_equal(idx, i);
+    assert_int_equal(d[kMsg - 1], i & 0xff);
+    ws_message_free(m);
+  }
+  /* Drained: the server may send again, and it arrives. */
+  memset(buf, 0xab, kMsg);
+  assert_int_equal(ws_send(s, buf, kMsg, WS_BINARY), WS_OK);
+  ws_message *m = NULL;
+  assert_int_equal(ws_receive(c, &m, 5000), WS_OK);
+  assert_int_equal(ws_message_size(m), kMsg);
+  assert_int_equal(((const unsigned char *)ws_message_data(m))[kMsg - 1], 0xab);
+  ws_message_free(m);
+  /* Paused again, the client closes: its close handshake reads past the
+   * pause (the server's answer comes behind the data), well inside the
+   * close timeout. */
+  while (ws_send(s, buf, kMsg, WS_BINARY) == WS_OK) {
+  }
+  free(buf);
+  long long t0 = now_ms();
+  assert_int_equal(ws_close(c, 1000, NULL), WS_OK);
+  assert_true(now_ms() - t0 < 3000);
+  assert_int_equal(ws_close_code(c), 1000);
+  ws_free(c);
+  ws_free(s);
+  ws_server_free(srv);
+}
+
 static void test_open_errors(void **state) {
   (void)state;
   ws_conn *ws = (ws_conn *)1;
@@ -396,6 +474,7 @@ int main(void) {
       cmocka_unit_test(test_server_sees_request),
       cmocka_unit_test(test_replies_precede_the_answer_to_a_close),
       cmocka_unit_test(test_unread_messages_delay_the_answer_at_most_the_close_timeout),
+      cmocka_unit_test(test_receive_queue_limit_holds_back_the_peer),
       cmocka_unit_test(test_open_errors),
       cmocka_unit_test(test_handshake_rejected),
       cmocka_unit_test(test_errors_table),

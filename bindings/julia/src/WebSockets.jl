@@ -329,7 +329,7 @@ function with_options(f; headers=Pair{String,String}[], subprotocols=nothing,
                       maxframesize=nothing, maxmessagesize=nothing, connect_timeout=nothing,
                       request_timeout=nothing, handshake_timeout=nothing, readtimeout=0,
                       read_idle_timeout=0, close_timeout=5, ping_interval=nothing, pong_timeout=nothing,
-                      send_queue_limit=nothing, origins=nothing, require_origin::Bool=false,
+                      send_queue_limit=nothing, receive_queue_limit=nothing, origins=nothing, require_origin::Bool=false,
                       manual_upgrade::Bool=false, require_ssl_verification::Bool=true, sslconfig=nothing,
                       tls_config=nothing, cafile=nothing, capath=nothing, certfile=nothing, keyfile=nothing,
                       cert=nothing, key=nothing, cert_pem=nothing, key_pem=nothing,
@@ -383,6 +383,9 @@ function with_options(f; headers=Pair{String,String}[], subprotocols=nothing,
                                          o, positive_size(:maxmessagesize, limit)), "maxmessagesize")
         send_queue_limit === nothing || check(ccall(wsym(:ws_options_set_send_queue_limit), Cint,
             (Ptr{Cvoid}, Csize_t), o, Csize_t(positive_size(:send_queue_limit, send_queue_limit))), "send_queue_limit")
+        receive_queue_limit === nothing || check(ccall(wsym(:ws_options_set_receive_queue_limit), Cint,
+            (Ptr{Cvoid}, Csize_t), o, Csize_t(positive_size(:receive_queue_limit, receive_queue_limit))),
+            "receive_queue_limit")
         # Sends never park the thread: a full queue answers WS_EAGAIN and the task yields.
         check(ccall(wsym(:ws_options_set_send_timeout), Cint, (Ptr{Cvoid}, Cint), o, Cint(0)), "send_timeout")
         protocols = string_list(subprotocols)

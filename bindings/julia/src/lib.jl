@@ -29,7 +29,7 @@ const SYMBOLS = (
     :ws_options_set_handshake_timeout, :ws_options_set_close_timeout,
     :ws_options_set_idle_timeout, :ws_options_set_keepalive,
     :ws_options_set_max_message_size, :ws_options_set_send_timeout,
-    :ws_options_set_send_queue_limit, :ws_options_add_header,
+    :ws_options_set_send_queue_limit, :ws_options_set_receive_queue_limit, :ws_options_add_header,
     :ws_options_add_subprotocol, :ws_options_add_origin, :ws_options_set_require_origin,
     :ws_options_set_manual_upgrade, :ws_options_set_tls_ca_file, :ws_options_set_tls_ca_dir,
     :ws_options_set_tls_cert_file, :ws_options_set_tls_key_file, :ws_options_set_tls_cert_pem,

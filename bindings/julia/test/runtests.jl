@@ -385,7 +385,7 @@ end
 
     @testset "backpressure: sends yield while the queue is full" begin
         s = WS.listen!(echo_handler, "127.0.0.1", 0; send_queue_limit=64 * 1024)
-        WS.open(url_of(s); send_queue_limit=64 * 1024) do ws
+        WS.open(url_of(s); send_queue_limit=64 * 1024, receive_queue_limit=256 * 1024) do ws
             chunk = rand(UInt8, 64 * 1024)
             n = 256                                # 16 MiB each way
             reader = @async begin

@@ -160,6 +160,7 @@ def _headers_of(h) -> Headers:
 def make_options(*, headers=None, subprotocols=None, origins=None, timeout: Optional[float] = 10.0,
                  close_timeout: Optional[float] = 5.0, max_message_size: Optional[int] = None,
                  send_queue_limit: Optional[int] = None, send_timeout: Optional[float] = None,
+                 receive_queue_limit: Optional[int] = None,
                  handshake_timeout: Optional[float] = None, ping_interval: Optional[float] = None,
                  ping_timeout: Optional[float] = None, deliver_control: bool = False, ssl=None):
     """An owned ``ws_options*`` (freed by the garbage collector) from keyword arguments."""
@@ -176,6 +177,8 @@ def make_options(*, headers=None, subprotocols=None, origins=None, timeout: Opti
         _check(lib.ws_options_set_send_queue_limit(o, int(send_queue_limit)))
     if send_timeout is not None:
         _check(lib.ws_options_set_send_timeout(o, _ms(send_timeout)))
+    if receive_queue_limit is not None:
+        _check(lib.ws_options_set_receive_queue_limit(o, int(receive_queue_limit)))
     if ping_interval:
         _check(lib.ws_options_set_keepalive(o, _ms(ping_interval), _ms(ping_timeout or ping_interval)))
     if deliver_control:
@@ -467,8 +470,9 @@ def connect(url: str, *, headers: Union[Mapping[str, str], Sequence[Tuple[str, s
             subprotocols: Optional[Sequence[str]] = None, ssl: Optional[Mapping] = None,
             timeout: Optional[float] = 10.0, close_timeout: Optional[float] = 5.0,
             max_message_size: Optional[int] = None, send_queue_limit: Optional[int] = None,
-            send_timeout: Optional[float] = None, ping_interval: Optional[float] = None,
-            ping_timeout: Optional[float] = None, deliver_control: bool = False) -> WebSocket:
+            send_timeout: Optional[float] = None, receive_queue_limit: Optional[int] = None,
+            ping_interval: Optional[float] = None, ping_timeout: Optional[float] = None,
+            deliver_control: bool = False) -> WebSocket:
     """Opens a client WebSocket to ``url`` (``ws://host[:port]/path?query`` or
     ``wss://...``; IPv6 as ``ws://[::1]:port/``) and returns it, open.
 
@@ -494,6 +498,10 @@ def connect(url: str, *, headers: Union[Mapping[str, str], Sequence[Tuple[str, s
     - ``send_queue_limit``, ``send_timeout``: bytes that may wait unsent before
       ``send()`` blocks (default 16 MiB), and for how long it blocks then
       (default None: until there is room; 0: WouldBlock at once).
+    - ``receive_queue_limit``: bytes of received messages that may wait unread
+      before the connection stops reading from the socket, so that TCP holds
+      the peer back (default 16 MiB); reading resumes once ``recv()`` has
+      taken them down to half.
     - ``ping_interval``, ``ping_timeout``: keepalive pings after that much silence;
       the connection drops (1006) when no pong comes within ``ping_timeout``.
     - ``deliver_control``: also return pings and pongs from ``recv()`` (as bytes).
@@ -505,6 +513,7 @@ def connect(url: str, *, headers: Union[Mapping[str, str], Sequence[Tuple[str, s
     opts = make_options(headers=headers, subprotocols=subprotocols, timeout=timeout,
                         close_timeout=close_timeout, max_message_size=max_message_size,
                         send_queue_limit=send_queue_limit, send_timeout=send_timeout,
+                        receive_queue_limit=receive_queue_limit,
                         ping_interval=ping_interval, ping_timeout=ping_timeout,
                         deliver_control=deliver_control, ssl=ssl)
     return WebSocket(open_handle(url, opts))
@@ -611,6 +620,7 @@ def serve(handler: Callable[[WebSocket], None], host: str = "127.0.0.1", port: i
           headers=None, ssl: Optional[Mapping] = None, max_message_size: Optional[int] = None,
           handshake_timeout: Optional[float] = None, close_timeout: Optional[float] = 5.0,
           send_queue_limit: Optional[int] = None, send_timeout: Optional[float] = None,
+          receive_queue_limit: Optional[int] = None,
           ping_interval: Optional[float] = None, ping_timeout: Optional[float] = None) -> Server:
     """Listens on host:port (port 0 picks a free one: ``server.port``) and runs
     ``handler(ws)`` on a thread of its own for each connection::
@@ -637,7 +647,8 @@ def serve(handler: Callable[[WebSocket], None], host: str = "127.0.0.1", port: i
     - ``ssl``: ``{"certfile": ..., "keyfile": ...}`` serves wss://; add ``cafile``
       and ``verify_client=True`` to require client certificates.
     - ``max_message_size``, ``send_queue_limit``, ``send_timeout``,
-      ``close_timeout``, ``ping_interval``, ``ping_timeout``: as for ``connect``.
+      ``receive_queue_limit``, ``close_timeout``, ``ping_interval``,
+      ``ping_timeout``: as for ``connect``.
     - ``handshake_timeout``: time a new connection has to send its upgrade
       request (default 10).
 
@@ -647,5 +658,6 @@ def serve(handler: Callable[[WebSocket], None], host: str = "127.0.0.1", port: i
     opts = make_options(headers=headers, subprotocols=subprotocols, origins=origins, ssl=ssl,
                         max_message_size=max_message_size, handshake_timeout=handshake_timeout,
                         close_timeout=close_timeout, send_queue_limit=send_queue_limit,
-                        send_timeout=send_timeout, ping_interval=ping_interval, ping_timeout=ping_timeout)
+                        send_timeout=send_timeout, receive_queue_limit=receive_queue_limit,
+                        ping_interval=ping_interval, ping_timeout=ping_timeout)
     return Server(handler, host, port, opts)

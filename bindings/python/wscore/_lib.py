@@ -53,6 +53,7 @@ int ws_options_set_keepalive(ws_options *opts, int interval_ms, int timeout_ms);
 int ws_options_set_max_message_size(ws_options *opts, uint64_t bytes);
 int ws_options_set_max_handshake_size(ws_options *opts, size_t bytes);
 int ws_options_set_send_queue_limit(ws_options *opts, size_t bytes);
+int ws_options_set_receive_queue_limit(ws_options *opts, size_t bytes);
 int ws_options_set_send_timeout(ws_options *opts, int timeout_ms);
 int ws_options_add_header(ws_options *opts, const char *name, const char *value);
 int ws_options_add_subprotocol(ws_options *opts, const char *protocol);

@@ -251,8 +251,9 @@ class _Connect:
 def connect(url: str, *, headers=None, subprotocols: Optional[Sequence[str]] = None,
             ssl: Optional[Mapping] = None, timeout: Optional[float] = 10.0,
             close_timeout: Optional[float] = 5.0, max_message_size: Optional[int] = None,
-            send_queue_limit: Optional[int] = None, ping_interval: Optional[float] = None,
-            ping_timeout: Optional[float] = None, deliver_control: bool = False) -> _Connect:
+            send_queue_limit: Optional[int] = None, receive_queue_limit: Optional[int] = None,
+            ping_interval: Optional[float] = None, ping_timeout: Optional[float] = None,
+            deliver_control: bool = False) -> _Connect:
     """Opens a client connection to ``url`` (ws:// or wss://)::
 
         async with wscore.asyncio.connect("ws://127.0.0.1:9001/") as ws:
@@ -266,7 +267,8 @@ def connect(url: str, *, headers=None, subprotocols: Optional[Sequence[str]] = N
     HandshakeError with ``.status``, TLSError)."""
     return _Connect(url, dict(headers=headers, subprotocols=subprotocols, ssl=ssl, timeout=timeout,
                               close_timeout=close_timeout, max_message_size=max_message_size,
-                              send_queue_limit=send_queue_limit, ping_interval=ping_interval,
+                              send_queue_limit=send_queue_limit,
+                              receive_queue_limit=receive_queue_limit, ping_interval=ping_interval,
                               ping_timeout=ping_timeout, deliver_control=deliver_control))
 
 
@@ -352,7 +354,8 @@ async def serve(handler: Callable[[WebSocket], Awaitable[None]], host: str = "12
                 origins: Optional[Sequence[str]] = None, headers=None, ssl: Optional[Mapping] = None,
                 max_message_size: Optional[int] = None, handshake_timeout: Optional[float] = None,
                 close_timeout: Optional[float] = 5.0, send_queue_limit: Optional[int] = None,
-                ping_interval: Optional[float] = None, ping_timeout: Optional[float] = None) -> Server:
+                receive_queue_limit: Optional[int] = None, ping_interval: Optional[float] = None,
+                ping_timeout: Optional[float] = None) -> Server:
     """Listens on host:port (0 picks a free port: ``server.port``) and runs
     ``await handler(ws)`` as a task per connection on the running loop::
 
@@ -370,6 +373,7 @@ async def serve(handler: Callable[[WebSocket], Awaitable[None]], host: str = "12
     opts = _async_options(subprotocols=subprotocols, origins=origins, headers=headers, ssl=ssl,
                           max_message_size=max_message_size, handshake_timeout=handshake_timeout,
                           close_timeout=close_timeout, send_queue_limit=send_queue_limit,
+                          receive_queue_limit=receive_queue_limit,
                           ping_interval=ping_interval, ping_timeout=ping_timeout)
     out = ffi.new("ws_server **")
     _check(lib.ws_listen(host.encode(), int(port), opts, out), f"listen on {host}:{port}")

@@ -262,12 +262,28 @@ typedef void (*ws_message_cb)(ws_conn *ws, int type, const void *data, size_t le
 typedef void (*ws_close_cb)(ws_conn *ws, int code, const char *reason, void *user);
 /* The send queue fell below the limit again after a WS_EAGAIN. */
 typedef void (*ws_drain_cb)(ws_conn *ws, void *user);
+/* Streaming receive: with on_message_part set, text and binary messages are
+ * not joined but handed over in parts, as their bytes arrive (a part is what
+ * one read brought of the payload, whatever the peer's frames were), so a
+ * large message needs no buffer of its size and can be forwarded while it
+ * is still arriving. `flags`: WS_PART_FIRST on a message's first part,
+ * WS_PART_LAST on its last (a message that arrived whole is one part with
+ * both). `data` is borrowed: valid only during the call. max_message_size
+ * and UTF-8 hold for the message as a whole and are checked as it passes: a
+ * text part may end inside a UTF-8 sequence, and a message found invalid or
+ * too large closes the connection (1007/1009) after its earlier parts were
+ * handed over. on_message then gets only pings and pongs (deliver_control). */
+typedef void (*ws_message_part_cb)(ws_conn *ws, int type, const void *data, size_t len, int flags,
+                                   void *user);
+#define WS_PART_FIRST 1
+#define WS_PART_LAST 2
 
 typedef struct ws_callbacks {
   ws_open_cb on_open;
   ws_message_cb on_message;
   ws_close_cb on_close;
   ws_drain_cb on_drain;
+  ws_message_part_cb on_message_part; /* a later member: callers built without it pass the shorter size */
 } ws_callbacks;
 
 /* Server (ws_listen) or client (ws_open): run in callback mode. `size` is

@@ -27,7 +27,7 @@ static void on_close(ws_conn *ws, int code, const char *reason, void *user) {
 int main(int argc, char **argv) {
   int port = argc > 1 ? atoi(argv[1]) : 0;
   int seconds = argc > 2 ? atoi(argv[2]) : 30;
-  ws_callbacks cbs = {on_open, on_message, on_close, NULL};
+  ws_callbacks cbs = {.on_open = on_open, .on_message = on_message, .on_close = on_close};
   ws_options *opts = ws_options_new();
   ws_options_set_callbacks(opts, &cbs, sizeof cbs, NULL);
   ws_server *srv;

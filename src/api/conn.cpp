@@ -532,6 +532,7 @@ proto::SessionConfig session_config(ws_conn* c) {
   // able to precede the close that came after them (a protocol error's, or
   // our answer to the peer's close). Callbacks have answered them already.
   sc.defer_close = !c->opts->callback_mode;
+  sc.stream = c->opts->callback_mode && c->opts->cbs.on_message_part;
   return sc;
 }
 
@@ -764,9 +765,18 @@ void on_event(ws_conn* c, proto::Event& ev) {
     case proto::EventType::none:
       break;
     case proto::EventType::message:
+      if (c->opts->cbs.on_message_part) {  // stream (callback mode): a message that came whole
+        c->opts->cbs.on_message_part(c, ev.is_text ? WS_TEXT : WS_BINARY, ev.data, ev.size,
+                                     WS_PART_FIRST | WS_PART_LAST, c->opts->cb_user);
+        break;
+      }
       // Pull mode: a big joined message changes hands without a copy.
       deliver(c, ev.is_text ? WS_TEXT : WS_BINARY, ev.data, ev.size,
               c->opts->callback_mode ? nullptr : c->session->take_message(ev));
+      break;
+    case proto::EventType::part:
+      c->opts->cbs.on_message_part(c, ev.is_text ? WS_TEXT : WS_BINARY, ev.data, ev.size,
+                                   (ev.first ? WS_PART_FIRST : 0) | (ev.fin ? WS_PART_LAST : 0), c->opts->cb_user);
       break;
     case proto::EventType::ping:
       if (c->opts->deliver_control) deliver(c, WS_PING, ev.data, ev.size);
@@ -873,6 +883,10 @@ char* read_buffer_for(ws_conn* c, size_t* len) {
       c->read_in_place = true;
       *len = std::min<size_t>(room, 1u << 30);
       return reinterpret_cast<char*>(w);
+    }
+    if (c->session->data_payload_pending() > net::Loop::kReadBufferSize) {  // stream
+      *len = net::Loop::kReadBufferCapacity;
+      return c->loop->read_buffer();
     }
   }
   *len = net::Loop::kReadBufferSize;
@@ -1161,20 +1175,24 @@ constexpr size_t kRefInOutput = 2048;
 
 proto::SendResult frame_data(ws_conn* c, bool fragment, int type, bool fin, const uint8_t* p, size_t n) {
   proto::Opcode op = type == WS_TEXT ? proto::Opcode::text : proto::Opcode::binary;
-  if (fragment) return c->session->send_fragment(op, p, n, fin, proto::Utf8Checked::yes);
+  // The frame's header only: the payload is written from where it lies.
+  auto by_reference = [&] {
+    return fragment ? c->session->send_fragment_by_reference(op, p, n, fin, proto::Utf8Checked::yes)
+                    : c->session->send_message_by_reference(op, p, n, proto::Utf8Checked::yes);
+  };
   net::Loop& l = *c->loop;
   if (n >= kRefInOutput && n < kWriteByReference && l.out_refs_owner == c && c->in_feed && c->is_server &&
       !c->tls_engine && l.in_read_buffer(p, n)) {
     // An echo of what is being fed, from the read buffer: the frame header
     // goes to the output and the payload is written from where it lies, with
     // the rest of the batch after the feed (flush), not copied into the output.
-    proto::SendResult r = c->session->send_message_by_reference(op, p, n, proto::Utf8Checked::yes);
+    proto::SendResult r = by_reference();
     if (r == proto::SendResult::ok) l.out_refs.push_back({c->session->output_size(), p, n});
     return r;
   }
   if (n >= kWriteByReference && c->is_server && !c->tls_engine) {
     if (l.out_refs_owner == c && !l.out_refs.empty()) write_output_with_refs(c);  // in order
-    proto::SendResult r = c->session->send_message_by_reference(op, p, n, proto::Utf8Checked::yes);
+    proto::SendResult r = by_reference();
     if (r != proto::SendResult::ok) return r;
     const uint8_t* pieces[2] = {c->session->output_data(), p};
     size_t lens[2] = {c->session->output_size(), n};
@@ -1182,7 +1200,8 @@ proto::SendResult frame_data(ws_conn* c, bool fragment, int type, bool fin, cons
     c->session->consume_output(lens[0]);
     return r;
   }
-  return c->session->send_message(op, p, n, proto::Utf8Checked::yes);
+  return fragment ? c->session->send_fragment(op, p, n, fin, proto::Utf8Checked::yes)
+                  : c->session->send_message(op, p, n, proto::Utf8Checked::yes);
 }
 
 // A command's payload: in the connection's send buffer (small ones, see

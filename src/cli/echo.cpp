@@ -39,8 +39,11 @@ void usage(bool demo) {
       "options:\n"
       "  --port N                 port (default 9001; 0 picks a free one)\n"
       "  --host H                 address to bind (default 127.0.0.1; :: for IPv6)\n"
-      "  --mode callback|blocking callback mode on the loop thread (default, fastest), or\n"
-      "                           the blocking API from one thread polling ws_fileno\n"
+      "  --mode callback|stream|blocking\n"
+      "                           callback mode on the loop thread (default), the same\n"
+      "                           forwarding each part of a message as it arrives (as a\n"
+      "                           fragment; on_message_part), or the blocking API from\n"
+      "                           one thread polling ws_fileno\n"
       "  --threads N              loop threads, 1..256 (default 1; SO_REUSEPORT)\n"
       "  --cert FILE --key FILE   serve wss:// with this PEM certificate chain and key\n"
       "  --max-message BYTES      largest message accepted (default 16 MiB; 1009 beyond)\n"
@@ -73,6 +76,17 @@ void cb_message(ws_conn* ws, int type, const void* data, size_t len, void*) {
     ws_close(ws, WS_CLOSE_POLICY, "send queue full");
   }
   // Other errors mean the connection is closing: its on_close follows.
+}
+
+// Stream: each part goes back as it came, a message that came whole as one
+// message, the parts of a longer one as its fragments.
+void cb_message_part(ws_conn* ws, int type, const void* data, size_t len, int flags, void*) {
+  int rc = flags == (WS_PART_FIRST | WS_PART_LAST) ? ws_send(ws, data, len, type)
+                                                   : ws_send_fragment(ws, data, len, type, (flags & WS_PART_LAST) != 0);
+  if (rc == WS_EAGAIN) {
+    overflow(ws);
+    ws_close(ws, WS_CLOSE_POLICY, "send queue full");
+  }
 }
 
 // The blocking API from one thread: poll() over the server's descriptor and
@@ -131,6 +145,7 @@ int run_echo(const char* name, int argc, char** argv, bool demo) {
   std::string host = "127.0.0.1";
   long long port = 9001;
   bool callback = true;
+  bool stream = false;
   const char* cert = nullptr;
   const char* key = nullptr;
   Options opts(ws_options_new());
@@ -154,8 +169,10 @@ int run_echo(const char* name, int argc, char** argv, bool demo) {
       host = a.value();
     } else if (!demo && a.is("--mode")) {
       std::string m = a.value();
-      if (m != "callback" && m != "blocking") a.fail("--mode is callback or blocking, not '" + m + "'");
-      callback = m == "callback";
+      if (m != "callback" && m != "stream" && m != "blocking")
+        a.fail("--mode is callback, stream or blocking, not '" + m + "'");
+      callback = m != "blocking";
+      stream = m == "stream";
     } else if (!demo && a.is("--threads")) {
       check(ws_options_set_threads(o, static_cast<int>(a.integer(1, 256))), "--threads");
     } else if (!demo && a.is("--cert")) {
@@ -179,6 +196,7 @@ int run_echo(const char* name, int argc, char** argv, bool demo) {
     ws_callbacks cbs{};
     cbs.on_open = cb_open;
     cbs.on_message = cb_message;
+    if (stream) cbs.on_message_part = cb_message_part;
     cbs.on_close = cb_close;
     ws_options_set_callbacks(o, &cbs, sizeof cbs, nullptr);
   }

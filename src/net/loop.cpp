@@ -134,7 +134,7 @@ void Loop::release() {
   });
 }
 
-Loop::Loop(size_t index) : index_(index), read_buf_(new char[kReadBufferSize]) {
+Loop::Loop(size_t index) : index_(index), read_buf_(new char[kReadBufferCapacity]) {
   uv_loop_init(&loop_);
   loop_.data = this;
   uv_timer_init(&loop_, &driver_);

@@ -54,10 +54,14 @@ class Loop {
   // One read buffer per loop: reads are consumed before the next one, so idle
   // connections own no buffer.
   char* read_buffer() { return read_buf_.get(); }
+  // A read takes at most kReadBufferSize; one that streams a large payload
+  // through (parts, not joined) takes up to the whole buffer: fewer, larger
+  // reads and writes of its parts.
   static constexpr size_t kReadBufferSize = 64 * 1024;
+  static constexpr size_t kReadBufferCapacity = 256 * 1024;
   bool in_read_buffer(const void* p, size_t n) const {
     auto a = reinterpret_cast<uintptr_t>(p), b = reinterpret_cast<uintptr_t>(read_buf_.get());
-    return a >= b && a - b <= kReadBufferSize && n <= kReadBufferSize - (a - b);
+    return a >= b && a - b <= kReadBufferCapacity && n <= kReadBufferCapacity - (a - b);
   }
 
   // Payloads that the output of the connection being fed refers to instead

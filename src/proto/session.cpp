@@ -175,8 +175,9 @@ size_t Session::receive(uint8_t* data, size_t len, Event& ev) {
           return len;
         }
         msg_size_ += h.length;
-        // Unless it all lies in the caller's buffer (zero copy below).
-        if (len - pos < h.length || !h.fin || h.opcode == Opcode::continuation)
+        // Unless it all lies in the caller's buffer (zero copy below), or
+        // nothing is joined (stream).
+        if (!cfg_.stream && (len - pos < h.length || !h.fin || h.opcode == Opcode::continuation))
           msg_.ensure(static_cast<size_t>(std::min<uint64_t>(msg_size_, msg_.size() + kUpfrontReserve)));
       }
       remaining_ = h.length;
@@ -207,6 +208,11 @@ size_t Session::receive(uint8_t* data, size_t len, Event& ev) {
     // Payload bytes of the current frame.
     const FrameHeader& h = dec_.header();
     size_t n = static_cast<size_t>(std::min<uint64_t>(remaining_, len - pos));
+    if (cfg_.stream && !is_control(h.opcode)) {
+      if (stream_part(data + pos, n, ev)) return state_ == State::closed ? len : pos + n;
+      pos += n;
+      continue;
+    }
     if (n) {
       uint8_t* p = data + pos;
       if (h.masked) mask_off_ = mask_bytes(p, n, h.mask, mask_off_);
@@ -239,8 +245,41 @@ size_t Session::receive(uint8_t* data, size_t len, Event& ev) {
   return pos;
 }
 
+// Stream: n payload bytes of the current data frame at p. True when they
+// make an event (a part, or the failure of the connection).
+bool Session::stream_part(uint8_t* p, size_t n, Event& ev) {
+  const FrameHeader& h = dec_.header();
+  if (h.masked && n) mask_off_ = mask_bytes(p, n, h.mask, mask_off_);
+  const bool text = rx_msg_op_ == Opcode::text;
+  if (text && n && rx_utf8_.feed(p, n) != Utf8Validator::npos) {
+    ev = fail_connection(1007, "text message is not valid UTF-8");
+    return true;
+  }
+  remaining_ -= n;
+  const bool fin = remaining_ == 0 && h.fin;
+  if (remaining_ == 0) {
+    in_payload_ = false;
+    dec_.reset();
+    if (fin && text && !rx_utf8_.complete()) {
+      ev = fail_connection(1007, "text message ends inside a UTF-8 sequence");
+      return true;
+    }
+  }
+  if (n == 0 && !fin) return false;  // an empty frame inside a message
+  ev.type = EventType::part;
+  ev.is_text = text;
+  ev.data = p;
+  ev.size = n;
+  ev.first = !parts_given_;
+  ev.fin = fin;
+  parts_given_ = !fin;
+  if (fin) rx_msg_op_ = Opcode::continuation;
+  return true;
+}
+
 uint8_t* Session::payload_window(size_t min, size_t* room) {
   *room = 0;
+  if (cfg_.stream) return nullptr;  // nothing is joined: parts come from the caller's buffer
   if (state_ == State::closed || close_received_ || !in_payload_ || remaining_ < min || remaining_ == 0)
     return nullptr;
   if (is_control(dec_.header().opcode)) return nullptr;
@@ -404,6 +443,17 @@ SendResult Session::send_message_by_reference(Opcode op, const uint8_t* data, si
 }
 
 SendResult Session::send_fragment(Opcode op, const uint8_t* data, size_t len, bool fin, Utf8Checked checked) {
+  return fragment(op, data, len, fin, checked, false);
+}
+
+SendResult Session::send_fragment_by_reference(Opcode op, const uint8_t* data, size_t len, bool fin,
+                                               Utf8Checked checked) {
+  if (cfg_.role != Role::server) return SendResult::bad_state;
+  return fragment(op, data, len, fin, checked, true);
+}
+
+SendResult Session::fragment(Opcode op, const uint8_t* data, size_t len, bool fin, Utf8Checked checked,
+                             bool header_only) {
   if (op != Opcode::text && op != Opcode::binary) return SendResult::bad_state;
   if (close_sent_) return SendResult::bad_state;
   Opcode wire = op;
@@ -418,7 +468,7 @@ SendResult Session::send_fragment(Opcode op, const uint8_t* data, size_t len, bo
     if (v.feed(data, len) != Utf8Validator::npos) return SendResult::bad_utf8;
     if (fin && !v.complete()) return SendResult::bad_utf8;
   }
-  append_frame(wire, fin, data, len);
+  append_frame(wire, fin, data, len, header_only);
   tx_utf8_ = v;
   tx_msg_op_ = fin ? Opcode::continuation : op;
   return SendResult::ok;

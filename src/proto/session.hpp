@@ -28,11 +28,19 @@ struct SessionConfig {
   // it was sent before the close). Input after the error or the peer's close
   // is ignored either way; the caller bounds the hold with a timer.
   bool defer_close = false;
+  // Streaming: data messages are not joined. Each run of payload bytes that
+  // arrived is an event of its own (EventType::part) as soon as it is here,
+  // borrowed from the caller's buffer; a whole single-frame message lying in
+  // the buffer is still one EventType::message. Limits and UTF-8 apply to the
+  // message as a whole, checked as the bytes pass (a part may end inside a
+  // UTF-8 sequence; invalid text fails the connection after earlier parts).
+  bool stream = false;
 };
 
 enum class EventType : uint8_t {
   none,     // nothing complete yet: feed more bytes
   message,  // a complete text/binary message (fragments joined)
+  part,     // stream: the next payload bytes of a text/binary message (first/fin say where)
   ping,     // a ping arrived (already answered when auto_pong)
   pong,     // a pong arrived
   close,    // the close handshake finished on the receive side, or the
@@ -43,6 +51,8 @@ struct Event {
   EventType type = EventType::none;
   bool is_text = false;          // message: text (validated UTF-8) or binary
   bool failed = false;           // close: we failed the connection (code says why)
+  bool first = false;            // part: the message's first bytes
+  bool fin = false;              // part: its last (the message is complete)
   const uint8_t* data = nullptr; // message/ping/pong payload; BORROWED: valid
   size_t size = 0;               //   until the next call of receive() or any send
   uint16_t close_code = 0;       // close: the peer's code (1005 if none) or, when
@@ -96,6 +106,10 @@ class Session {
   // taken exactly as receive() takes them, with the event (if any) it would
   // give. Returns n.
   size_t receive_in_place(size_t n, Event& ev);
+  // Payload bytes of the current data frame still to come (0 between frames).
+  uint64_t data_payload_pending() const {
+    return in_payload_ && !is_control(dec_.header().opcode) ? remaining_ : 0;
+  }
 
   // ---- send side: each call appends encoded frames to the output buffer ----
   // A whole message (opcode text or binary).
@@ -123,6 +137,10 @@ class Session {
   // emits continuation opcodes itself). fin ends the message.
   SendResult send_fragment(Opcode op, const uint8_t* data, size_t len, bool fin,
                            Utf8Checked checked = Utf8Checked::no);
+  // Role::server only: send_fragment with only the header going to the
+  // output (the caller writes `data` after it, as for send_message_by_reference).
+  SendResult send_fragment_by_reference(Opcode op, const uint8_t* data, size_t len, bool fin,
+                                        Utf8Checked checked = Utf8Checked::no);
   SendResult send_ping(const uint8_t* data, size_t len);
   SendResult send_pong(const uint8_t* data, size_t len);
   // code 0: a close frame without payload. Moves open -> closing (or, when the
@@ -166,6 +184,8 @@ class Session {
   bool whole_text_ok(const uint8_t* p, size_t n, Event& ev);
   SendResult check_message(Opcode op, const uint8_t* data, size_t len, Utf8Checked checked) const;
   bool frame_end(Event& ev);
+  bool stream_part(uint8_t* p, size_t n, Event& ev);
+  SendResult fragment(Opcode op, const uint8_t* data, size_t len, bool fin, Utf8Checked checked, bool header_only);
   void handle_control(Event& ev);
   void append_frame(Opcode op, bool fin, const uint8_t* data, size_t len, bool header_only = false);
 
@@ -192,6 +212,7 @@ class Session {
   size_t ctrl_len_ = 0;
   std::string_view close_reason_;  // the peer's reason (in ctrl_), or why we failed (a literal)
   const char* fail_why_ = "";
+  bool parts_given_ = false;    // stream: a part of the current message went out
 
   // Send side.
   Utf8Validator tx_utf8_;

@@ -215,13 +215,19 @@ typedef struct {
   size_t to_send;  /* frames allowed out but not started */
   size_t out_pos;  /* offset in `batch` of the write in progress */
   size_t out_left; /* bytes of it still to write; 0: none */
-  size_t in_off;   /* offset in `reply` of the reply being read */
+  size_t in_off;   /* raw: offset in `reply` of the reply being read */
+  /* ws: the echo's frames are parsed (a server may send it back in fragments) */
+  unsigned char hdr[14];
+  size_t hdr_have;  /* header bytes of the frame being read */
+  uint64_t fr_left; /* its payload bytes still to come */
+  int in_payload, fin, in_msg;
+  size_t msg_off;   /* payload bytes of the echo verified so far */
   int want_out;    /* EPOLLOUT registered (a write would block) */
   double *sent_at; /* ring of send times, `inflight` slots */
   size_t head, tail;
 } conn_t;
 
-static unsigned char *frame, *reply, *batch;
+static unsigned char *frame, *reply, *batch, *expect;
 static size_t frame_len, reply_len, batch_frames;
 static double *samples;
 static size_t nsamples, cap_samples;
@@ -247,7 +253,7 @@ static void build_frames(void) {
     h = ws_header(reply, 2, size, 0);
     memcpy(reply + h, payload, size);
     reply_len = h + size;
-    free(payload);
+    expect = payload;
   }
   /* Up to `inflight` copies back to back (at most 1 MiB of them, at least one):
    * the frames due on a connection go out in one write. */
@@ -312,6 +318,57 @@ static void write_cdf(const char *path) {
   fclose(f);
 }
 
+static void echo_done(conn_t *c) {
+  completed++;
+  double rtt = now_s() - c->sent_at[c->tail++ % (size_t)inflight];
+  if (nsamples < cap_samples) samples[nsamples++] = rtt;
+  c->to_send++;
+}
+
+/* ws: the bytes of the echo as frames: a binary message of `size` bytes in
+ * one frame or several (text, control frames or more bytes are errors). */
+static void verify_ws(conn_t *c, const unsigned char *p, size_t n) {
+  size_t off = 0;
+  while (off < n) {
+    if (!c->in_payload) {
+      c->hdr[c->hdr_have++] = p[off++];
+      if (c->hdr_have < 2) continue;
+      unsigned len7 = c->hdr[1] & 0x7F;
+      size_t need = 2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0);
+      if (c->hdr_have < need) continue;
+      unsigned op = c->hdr[0] & 0x0F;
+      uint64_t len = len7;
+      if (len7 == 126) len = ((uint64_t)c->hdr[2] << 8) | c->hdr[3];
+      if (len7 == 127)
+        for (int i = 0; i < 8; i++) len = (len << 8) | c->hdr[2 + i];
+      if ((c->hdr[1] & 0x80) || (c->hdr[0] & 0x70) || op != (c->in_msg ? 0u : 2u)) errors++;
+      c->hdr_have = 0;
+      c->fr_left = len;
+      c->fin = (c->hdr[0] & 0x80) != 0;
+      c->in_payload = 1;
+      c->in_msg = 1;
+    }
+    size_t take = c->fr_left < n - off ? (size_t)c->fr_left : n - off;
+    if (c->msg_off + take > size) {
+      errors++;
+      take = 0;
+      c->fr_left = 0;
+    } else if (take && memcmp(p + off, expect + c->msg_off, take) != 0) {
+      errors++;
+    }
+    c->msg_off += take;
+    c->fr_left -= take;
+    off += take;
+    if (c->fr_left) continue;
+    c->in_payload = 0;
+    if (!c->fin) continue;
+    if (c->msg_off != size) errors++;
+    c->msg_off = 0;
+    c->in_msg = 0;
+    echo_done(c);
+  }
+}
+
 static int run_echo(const char *cdf_path) {
   build_frames();
   int ep = epoll_create1(0);
@@ -358,6 +415,10 @@ static int run_echo(const char *cdf_path) {
           stopping = 1;
           break;
         }
+        if (!raw) {
+          verify_ws(c, buf, (size_t)r);
+          continue;
+        }
         size_t off = 0;
         while (off < (size_t)r) {
           size_t take = reply_len - c->in_off;
@@ -367,10 +428,7 @@ static int run_echo(const char *cdf_path) {
           off += take;
           if (c->in_off == reply_len) {
             c->in_off = 0;
-            completed++;
-            double rtt = now_s() - c->sent_at[c->tail++ % (size_t)inflight];
-            if (nsamples < cap_samples) samples[nsamples++] = rtt;
-            c->to_send++;
+            echo_done(c);
           }
         }
       }
@@ -401,6 +459,7 @@ static int run_echo(const char *cdf_path) {
   free(reply);
   free(frame);
   free(batch);
+  if (!raw) free(expect);
   close(ep);
   return errors || setup_failed ? 1 : 0;
 }

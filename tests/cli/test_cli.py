@@ -451,7 +451,7 @@ def test_help_and_usage_errors():
         ("echo", "--port", "70000"): "--port takes a whole number from 0 to 65535, not '70000'",
         ("echo", "--port", "12x"): "--port takes a whole number from 0 to 65535, not '12x'",
         ("echo", "--threads", "0"): "--threads takes a whole number from 1 to 256",
-        ("echo", "--mode", "fast"): "--mode is callback or blocking, not 'fast'",
+        ("echo", "--mode", "fast"): "--mode is callback, stream or blocking, not 'fast'",
         ("echo", "--cert", "a.pem"): "--cert and --key go together",
         ("echo", "--port"): "--port needs a value",
         ("connect",): "a URL is needed",

@@ -8,6 +8,7 @@ Targets (server role: our fuzzing client against an echo server; client role:
 our fuzzing server against a client speaking Autobahn's client protocol):
   echo-callback   wscore echo --mode callback          (server, strict)
   echo-blocking   wscore echo --mode blocking          (server, strict)
+  echo-stream     wscore echo --mode stream            (server, strict; parts forwarded as fragments)
   client-cli      wscore autobahn-client URL --agent A (client, strict)
   client-python   tests/conformance/wscore_client.py   (client, strict; the Python binding)
   echo-tls, client-cli-tls, client-python-tls   the same over wss:// (a throwaway PKI made by tests/tls/make_certs.sh)
@@ -49,6 +50,7 @@ def targets(build):
                               [PY, os.path.join(HERE, "wscore_client.py"), "{url}", "{agent}", f"{pki}/ca.pem"], True),
         "echo-callback": ("server", "wscore echo --mode callback", [cli, "echo", "--port", "0", "--mode", "callback"], True),
         "echo-blocking": ("server", "wscore echo --mode blocking", [cli, "echo", "--port", "0", "--mode", "blocking"], True),
+        "echo-stream": ("server", "wscore echo --mode stream", [cli, "echo", "--port", "0", "--mode", "stream"], True),
         "client-cli": ("client", "wscore autobahn-client", [cli, "autobahn-client", "{url}", "--agent", "{agent}"], True),
         "client-python": ("client", "wscore Python binding (blocking API)",
                           [PY, os.path.join(HERE, "wscore_client.py"), "{url}", "{agent}"], True),

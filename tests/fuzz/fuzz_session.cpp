@@ -2,7 +2,8 @@
 // limit, our close sent at once or held (defer_close, as the pull API does),
 // fed in fuzzer-chosen chunks and all at once. It must never crash or stall,
 // must stay closed once closed, and both feeds must give the same events
-// (and, for the server whose frames are unmasked, the same output).
+// (and, for the server whose frames are unmasked, the same output); so must
+// stream mode, its parts joined.
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
@@ -115,6 +116,46 @@ static std::vector<Rec> feed_in_place(Session& s, const std::vector<uint8_t>& in
   return evs;
 }
 
+// Stream mode: parts joined into messages must give the joined mode's
+// events (a message cut short by a failure was never delivered there, so its
+// parts are dropped here), with the first/fin flags in order.
+static std::vector<Rec> feed_stream(Session& s, std::vector<uint8_t> buf, size_t chunk, uint64_t max) {
+  std::vector<Rec> evs;
+  std::string cur;
+  bool in_msg = false;
+  size_t pos = 0;
+  while (pos < buf.size()) {
+    size_t n = std::min(chunk, buf.size() - pos);
+    size_t off = 0;
+    while (off < n) {
+      Event ev;
+      size_t used = s.receive(buf.data() + pos + off, n - off, ev);
+      if (used == 0 && ev.type == EventType::none) std::abort();
+      off += used;
+      if (ev.type == EventType::none) continue;
+      if (ev.type == EventType::part) {
+        if (ev.first != !in_msg) std::abort();
+        cur.append(reinterpret_cast<const char*>(ev.data), ev.size);
+        if (cur.size() > max) std::abort();
+        in_msg = !ev.fin;
+        if (ev.fin) {
+          if (ev.is_text && !utf8_valid(reinterpret_cast<const uint8_t*>(cur.data()), cur.size())) std::abort();
+          evs.push_back({EventType::message, ev.is_text, false, 0, cur});
+          cur.clear();
+        }
+        continue;
+      }
+      if (ev.type == EventType::message && in_msg) std::abort();
+      std::string d = ev.type == EventType::close ? std::string(ev.close_reason)
+                                                  : std::string(reinterpret_cast<const char*>(ev.data), ev.size);
+      evs.push_back({ev.type, ev.is_text, ev.failed, ev.close_code, std::move(d)});
+    }
+    pos += n;
+  }
+  if (s.pending_close()) s.commit_close();  // as feed() does
+  return evs;
+}
+
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 2) return 0;
   SessionConfig c;
@@ -131,6 +172,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   Session d(c);
   auto ed = feed_in_place(d, in, chunk, 1 + (data[1] & 7));
   if (!(ea == ed)) std::abort();
+  SessionConfig cs = c;
+  cs.stream = true;
+  Session e(cs);
+  auto ee = feed_stream(e, in, chunk, c.max_message_size);
+  if (!(ea == ee)) std::abort();
+  if (a.state() != e.state()) std::abort();
   if (a.state() != d.state()) std::abort();
   if (a.state() != b.state()) std::abort();
   if (c.role == Role::server && out_a != out_b) std::abort();

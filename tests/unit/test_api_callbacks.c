@@ -54,7 +54,7 @@ static int get(int *field) {
 static void test_callback_echo(void **state) {
   (void)state;
   ws_options *o = ws_options_new();
-  ws_callbacks cbs = {on_open, on_message, on_close, NULL};
+  ws_callbacks cbs = {on_open, on_message, on_close, NULL, NULL};
   assert_int_equal(ws_options_set_callbacks(o, &cbs, sizeof cbs, &g), WS_OK);
   ws_server *srv = NULL;
   assert_int_equal(ws_listen("127.0.0.1", 0, o, &srv), WS_OK);
@@ -189,7 +189,7 @@ static void drain_on_drain(ws_conn *ws, void *user) {
 static void test_on_drain(void **state) {
   (void)state;
   ws_options *o = ws_options_new();
-  ws_callbacks cbs = {drain_on_open, NULL, NULL, drain_on_drain};
+  ws_callbacks cbs = {drain_on_open, NULL, NULL, drain_on_drain, NULL};
   ws_options_set_callbacks(o, &cbs, sizeof cbs, NULL);
   ws_options_set_send_queue_limit(o, 512 * 1024);
   ws_server *srv = NULL;
@@ -250,7 +250,7 @@ static size_t server_frame(unsigned char *out, unsigned char b0, const unsigned 
 static void test_echo_batch_from_read_buffer(void **state) {
   (void)state;
   ws_options *o = ws_options_new();
-  ws_callbacks cbs = {NULL, plain_echo, NULL, NULL};
+  ws_callbacks cbs = {NULL, plain_echo, NULL, NULL, NULL};
   assert_int_equal(ws_options_set_callbacks(o, &cbs, sizeof cbs, NULL), WS_OK);
   ws_server *srv = NULL;
   assert_int_equal(ws_listen("127.0.0.1", 0, o, &srv), WS_OK);
@@ -287,6 +287,117 @@ static void test_echo_batch_from_read_buffer(void **state) {
   ws_server_free(srv);
 }
 
+/* Streaming receive: a server with on_message_part forwards each part as it
+ * arrives (as the fragments of one message). A client of ours sends a 4 MiB
+ * message, a text message in fragments that split a UTF-8 sequence, and an
+ * empty one: each comes back whole and equal; the 4 MiB one came in many
+ * parts, flagged first..last in order; a message that came whole is one part
+ * with both flags. A part never needs a buffer of the message's size. */
+typedef struct {
+  int parts, whole, max_part, bad_flags;
+  int in_msg;
+} part_stats;
+static part_stats g_parts;
+
+static void part_echo(ws_conn *ws, int type, const void *data, size_t len, int flags, void *user) {
+  part_stats *st = user;
+  if (((flags & WS_PART_FIRST) != 0) == st->in_msg) st->bad_flags++;
+  st->in_msg = !(flags & WS_PART_LAST);
+  if (flags == (WS_PART_FIRST | WS_PART_LAST)) {
+    st->whole++;
+    ws_send(ws, data, len, type);
+    return;
+  }
+  st->parts++;
+  if ((int)len > st->max_part) st->max_part = (int)len;
+  ws_send_fragment(ws, data, len, type, (flags & WS_PART_LAST) != 0);
+}
+
+static void test_stream_parts(void **state) {
+  (void)state;
+  memset(&g_parts, 0, sizeof g_parts);
+  ws_options *o = ws_options_new();
+  ws_callbacks cbs = {.on_message_part = part_echo};
+  assert_int_equal(ws_options_set_callbacks(o, &cbs, sizeof cbs, &g_parts), WS_OK);
+  assert_int_equal(ws_options_set_max_message_size(o, 8u << 20), WS_OK);
+  ws_server *srv = NULL;
+  assert_int_equal(ws_listen("127.0.0.1", 0, o, &srv), WS_OK);
+  ws_options_free(o);
+  char url[128];
+  url_for(url, sizeof url, ws_server_port(srv), "/");
+  ws_conn *c = NULL;
+  assert_int_equal(ws_open(url, NULL, &c), WS_OK);
+
+  size_t big_n = 4u << 20;
+  unsigned char *big = malloc(big_n);
+  for (size_t i = 0; i < big_n; i++) big[i] = (unsigned char)(i * 13 + (i >> 11));
+  assert_int_equal(ws_send(c, big, big_n, WS_BINARY), WS_OK);
+  assert_int_equal(ws_send_fragment(c, "caf\xff", 4, WS_TEXT, 0), WS_EUTF8); /* our side checks too */
+  assert_int_equal(ws_send_fragment(c, "caf", 3, WS_TEXT, 0), WS_OK);
+  assert_int_equal(ws_send_fragment(c, "\xc3\xa9 \xe2\x82", 5, WS_TEXT, 0), WS_OK); /* ends inside the euro sign */
+  assert_int_equal(ws_send_fragment(c, "\xac!", 2, WS_TEXT, 1), WS_OK);
+  assert_int_equal(ws_send(c, "", 0, WS_BINARY), WS_OK);
+  assert_int_equal(ws_send(c, "short", 5, WS_TEXT), WS_OK);
+
+  ws_message *m = NULL;
+  assert_int_equal(ws_receive(c, &m, 10000), WS_OK);
+  assert_int_equal(ws_message_type(m), WS_BINARY);
+  assert_int_equal(ws_message_size(m), big_n);
+  assert_memory_equal(ws_message_data(m), big, big_n);
+  ws_message_free(m);
+  assert_int_equal(ws_receive(c, &m, 5000), WS_OK);
+  assert_int_equal(ws_message_type(m), WS_TEXT);
+  assert_string_equal(ws_message_data(m), "caf\xc3\xa9 \xe2\x82\xac!");
+  ws_message_free(m);
+  assert_int_equal(ws_receive(c, &m, 5000), WS_OK);
+  assert_int_equal(ws_message_size(m), 0);
+  ws_message_free(m);
+  assert_int_equal(ws_receive(c, &m, 5000), WS_OK);
+  assert_string_equal(ws_message_data(m), "short");
+  ws_message_free(m);
+  assert_int_equal(ws_close(c, 1000, NULL), WS_OK);
+  ws_free(c);
+  ws_server_free(srv); /* joins the loop: g_parts is final */
+  assert_int_equal(g_parts.bad_flags, 0);
+  assert_true(g_parts.parts >= 4 + 3);   /* the big one in pieces, the text in its three fragments */
+  assert_true(g_parts.max_part <= (int)(big_n / 4));
+  assert_true(g_parts.whole >= 2);       /* the empty and the short message at least */
+  free(big);
+}
+
+/* Invalid text in a stream: the parts before the bad byte were handed over,
+ * then the connection closes with 1007 (the peer sees it). */
+static void test_stream_invalid_text(void **state) {
+  (void)state;
+  memset(&g_parts, 0, sizeof g_parts);
+  ws_options *o = ws_options_new();
+  ws_callbacks cbs = {.on_message_part = part_echo};
+  assert_int_equal(ws_options_set_callbacks(o, &cbs, sizeof cbs, &g_parts), WS_OK);
+  ws_server *srv = NULL;
+  assert_int_equal(ws_listen("127.0.0.1", 0, o, &srv), WS_OK);
+  ws_options_free(o);
+  int fd = raw_upgrade(ws_server_port(srv));
+  assert_true(fd >= 0);
+  static unsigned char in[200];
+  size_t n = masked_frame(in, 0x01, (const unsigned char *)"valid start", 11);
+  assert_int_equal(write_all(fd, in, n), 0);
+  usleep(100 * 1000); /* the first fragment is handed over on its own */
+  n = masked_frame(in, 0x80, (const unsigned char *)"bad \xff", 5);
+  assert_int_equal(write_all(fd, in, n), 0);
+  static unsigned char got[400];
+  int got_n = read_until_eof(fd, got, sizeof got, 5000);
+  /* the echoed first fragment, then a close frame with 1007 */
+  assert_true(got_n >= 13 + 4);
+  assert_int_equal(got[0], 0x01);
+  assert_int_equal(got[1], 11);
+  assert_memory_equal(got + 2, "valid start", 11);
+  assert_int_equal(got[13], 0x88);
+  assert_int_equal((got[15] << 8) | got[16], 1007);
+  close(fd);
+  ws_server_free(srv);
+  assert_int_equal(g_parts.parts, 1);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_callback_echo),
@@ -294,6 +405,8 @@ int main(void) {
       cmocka_unit_test(test_send_timeout),
       cmocka_unit_test(test_on_drain),
       cmocka_unit_test(test_echo_batch_from_read_buffer),
+      cmocka_unit_test(test_stream_parts),
+      cmocka_unit_test(test_stream_invalid_text),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

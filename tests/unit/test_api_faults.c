@@ -489,7 +489,7 @@ static void fd_client(int port, int report, int hold) {
 static void test_out_of_descriptors(void **state) {
   (void)state;
   ws_options *o = ws_options_new();
-  ws_callbacks cbs = {NULL, echo_cb, NULL, NULL};
+  ws_callbacks cbs = {NULL, echo_cb, NULL, NULL, NULL};
   assert_int_equal(ws_options_set_callbacks(o, &cbs, sizeof cbs, NULL), WS_OK);
   ws_server *srv = NULL;
   assert_int_equal(ws_listen("127.0.0.1", 0, o, &srv), WS_OK);
@@ -561,7 +561,7 @@ static void test_out_of_descriptors(void **state) {
 static void test_handshake_timer_after_a_timerless_while(void **state) {
   (void)state;
   ws_options *o = ws_options_new();
-  ws_callbacks cbs = {NULL, echo_cb, NULL, NULL};
+  ws_callbacks cbs = {NULL, echo_cb, NULL, NULL, NULL};
   assert_int_equal(ws_options_set_callbacks(o, &cbs, sizeof cbs, NULL), WS_OK);
   assert_int_equal(ws_options_set_handshake_timeout(o, 300), WS_OK);
   ws_server *srv = NULL;

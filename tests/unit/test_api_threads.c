@@ -146,7 +146,7 @@ static void test_server_on_several_threads_callbacks(void **state) {
   mt_state st;
   memset(&st, 0, sizeof st);
   pthread_mutex_init(&st.mu, NULL);
-  ws_callbacks cbs = {mt_on_open, mt_on_message, mt_on_close, NULL};
+  ws_callbacks cbs = {mt_on_open, mt_on_message, mt_on_close, NULL, NULL};
   ws_options *o = ws_options_new();
   ws_options_set_threads(o, LOOPS);
   ws_options_set_callbacks(o, &cbs, sizeof cbs, &st);
@@ -403,7 +403,7 @@ static void *mix_reader(void *arg) {
 static void test_loop_and_thread_send_on_one_connection(void **state) {
   (void)state;
   ws_options *o = ws_options_new();
-  ws_callbacks cbs = {mix_on_open, mix_on_message, NULL, NULL};
+  ws_callbacks cbs = {mix_on_open, mix_on_message, NULL, NULL, NULL};
   assert_int_equal(ws_options_set_callbacks(o, &cbs, sizeof cbs, NULL), WS_OK);
   ws_server *srv = NULL;
   assert_int_equal(ws_listen("127.0.0.1", 0, o, &srv), WS_OK);

@@ -433,7 +433,7 @@ static void cb_echo(ws_conn *ws, int type, const void *data, size_t len, void *u
 static void test_callback_mode_two_threads(void **state) {
   (void)state;
   ws_options *so = server_opts("server.pem", "server.key");
-  ws_callbacks cbs = {NULL, cb_echo, NULL, NULL};
+  ws_callbacks cbs = {NULL, cb_echo, NULL, NULL, NULL};
   assert_int_equal(ws_options_set_callbacks(so, &cbs, sizeof cbs, NULL), WS_OK);
   assert_int_equal(ws_options_set_threads(so, 2), WS_OK);
   ws_server *srv = NULL;

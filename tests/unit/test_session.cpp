@@ -429,11 +429,11 @@ static void test_close_handshake_roundtrip(void**) {
 // A long random stream of client frames (fragments of every size with control
 // frames between them, multi-byte text cut anywhere) gives the same events and
 // the same output whatever way it is split.
-static void test_random_stream_split_invariance(void**) {
+// 150 messages of every length class, text and binary, in 1-4 fragments with
+// pings between them, then a close: the input and the events it must give.
+static void random_stream(Bytes& in, std::vector<Rec>& want) {
   std::mt19937 rng(2024);
   const char* pieces[] = {"a", "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80", " ", "\xce\xba"};
-  Bytes in;
-  std::vector<Rec> want;
   for (int m = 0; m < 150; m++) {
     bool text = rng() % 2;
     size_t len = rng() % 5 == 0 ? 1000 + rng() % 70000 : rng() % 300;
@@ -460,6 +460,12 @@ static void test_random_stream_split_invariance(void**) {
   }
   in = cat({in, frame(0x88, "\x03\xe8" "done")});
   want.push_back({EventType::close, false, false, "done", 1000});
+}
+
+static void test_random_stream_split_invariance(void**) {
+  Bytes in;
+  std::vector<Rec> want;
+  random_stream(in, want);
   assert_true(in.size() > 500000);  // long enough to cross every length class
   Bytes ref_out;
   for (long chunk : {0L, 1L, 5L, 4096L, -1L}) {
@@ -477,6 +483,138 @@ static void test_random_stream_split_invariance(void**) {
     Bytes out(s.output_data(), s.output_data() + s.output_size());
     if (chunk == 0) ref_out = out;
     assert_true(out == ref_out);
+  }
+}
+
+// Stream mode: the events, each part's data joined into its message, and the
+// output are those of the joined mode, whatever the split; large messages
+// come in several parts, each borrowed from the caller's buffer.
+static std::vector<Rec> run_stream(Session& s, const Bytes& in, long chunk, size_t* parts) {
+  std::vector<Rec> evs;
+  std::mt19937 rng(11);
+  std::string cur;
+  bool in_msg = false;
+  size_t pos = 0;
+  while (pos < in.size()) {
+    size_t n = in.size() - pos;
+    if (chunk > 0) n = std::min<size_t>(n, static_cast<size_t>(chunk));
+    if (chunk < 0) n = std::min<size_t>(n, 1 + rng() % 9);
+    Bytes buf(in.begin() + static_cast<long>(pos), in.begin() + static_cast<long>(pos + n));
+    size_t off = 0;
+    while (off < buf.size()) {
+      Event ev;
+      off += s.receive(buf.data() + off, buf.size() - off, ev);
+      if (ev.type == EventType::part) {
+        ++*parts;
+        assert_int_equal(ev.first, !in_msg);
+        if (ev.size) {
+          assert_true(ev.data >= buf.data() && ev.data + ev.size <= buf.data() + buf.size());
+          cur.append(reinterpret_cast<const char*>(ev.data), ev.size);
+        }
+        in_msg = !ev.fin;
+        if (ev.fin) {
+          evs.push_back({EventType::message, ev.is_text, false, cur, 0});
+          cur.clear();
+        }
+        continue;
+      }
+      if (ev.type == EventType::message) assert_false(in_msg);
+      if (ev.type != EventType::none)
+        evs.push_back({ev.type, ev.is_text, ev.failed,
+                       ev.type == EventType::close ? std::string(ev.close_reason)
+                                                   : std::string(reinterpret_cast<const char*>(ev.data), ev.size),
+                       ev.close_code});
+    }
+    pos += n;
+  }
+  return evs;
+}
+
+static void test_stream_parts(void**) {
+  Bytes in;
+  std::vector<Rec> want;
+  random_stream(in, want);
+  Bytes ref_out;
+  {
+    SessionConfig c;
+    c.role = Role::server;
+    Session s(c);
+    run(s, in, 0);
+    ref_out.assign(s.output_data(), s.output_data() + s.output_size());
+  }
+  for (long chunk : {0L, 1L, 5L, 4096L, -1L}) {
+    SessionConfig c;
+    c.role = Role::server;
+    c.stream = true;
+    Session s(c);
+    size_t parts = 0;
+    auto got = run_stream(s, in, chunk, &parts);
+    assert_int_equal(got.size(), want.size());
+    for (size_t i = 0; i < got.size(); i++) {
+      assert_int_equal(got[i].type, want[i].type);
+      assert_int_equal(got[i].text, want[i].text);
+      assert_true(got[i].data == want[i].data);
+      assert_int_equal(got[i].code, want[i].code);
+    }
+    if (chunk == 4096) assert_true(parts > 150 + 50);  // the big messages came in pieces
+    Bytes out(s.output_data(), s.output_data() + s.output_size());
+    assert_true(out == ref_out);  // the same pongs and close
+    size_t room = 1;
+    assert_null(s.payload_window(1, &room));  // nothing is joined
+    assert_int_equal(room, 0);
+  }
+}
+
+static void test_stream_limits_and_utf8(void**) {
+  SessionConfig c;
+  c.role = Role::server;
+  c.stream = true;
+  // Invalid UTF-8 at byte 5000 of a text frame fed in 1000-byte chunks: the
+  // parts before it are delivered, then the connection fails with 1007.
+  std::string text(6000, 'x');
+  text[5000] = '\xff';
+  {
+    Session s(c);
+    size_t parts = 0;
+    auto evs = run_stream(s, frame(0x81, text), 1000, &parts);
+    assert_true(parts >= 4);
+    assert_int_equal(evs.size(), 1);
+    assert_int_equal(evs[0].type, EventType::close);
+    assert_int_equal(evs[0].code, 1007);
+  }
+  // A message that ends inside a UTF-8 sequence, split across frames.
+  {
+    Session s(c);
+    size_t parts = 0;
+    auto evs = run_stream(s, cat({frame(0x01, "ab\xe2\x82"), frame(0x80, "")}), 0, &parts);
+    assert_int_equal(evs.back().type, EventType::close);
+    assert_int_equal(evs.back().code, 1007);
+  }
+  // A euro sign split between two fragments is fine; the empty final frame ends it.
+  {
+    Session s(c);
+    size_t parts = 0;
+    auto evs = run_stream(s, cat({frame(0x01, "a\xe2\x82"), frame(0x00, "\xac"), frame(0x80, "")}), 0, &parts);
+    assert_int_equal(parts, 3);
+    assert_int_equal(evs.size(), 1);
+    assert_true(evs[0].text);
+    assert_true(evs[0].data == "a\xe2\x82\xac");
+  }
+  // The size limit holds for the message as a whole.
+  {
+    SessionConfig l = c;
+    l.max_message_size = 1000;
+    Session s(l);
+    size_t parts = 0;
+    auto evs = run_stream(s, cat({frame(0x02, std::string(600, 'a')), frame(0x80, std::string(600, 'b'))}), 0, &parts);
+    assert_int_equal(evs.back().code, 1009);
+  }
+  // A continuation without a message, and a new message inside one, still fail.
+  {
+    Session s(c);
+    size_t parts = 0;
+    auto evs = run_stream(s, cat({frame(0x02, "abc"), frame(0x82, "new")}), 0, &parts);
+    assert_int_equal(evs.back().code, 1002);
   }
 }
 
@@ -764,6 +902,8 @@ int main(void) {
       cmocka_unit_test(test_no_pong_after_close_sent),
       cmocka_unit_test(test_close_handshake_roundtrip),
       cmocka_unit_test(test_random_stream_split_invariance),
+      cmocka_unit_test(test_stream_parts),
+      cmocka_unit_test(test_stream_limits_and_utf8),
   };
   return cmocka_run_group_tests(tests, nullptr, nullptr);
 }

@@ -30,11 +30,14 @@ typedef void (*ws_open_cb)(ws_conn *ws, void *user);
 typedef void (*ws_message_cb)(ws_conn *ws, int type, const void *data, size_t len, void *user);
 typedef void (*ws_close_cb)(ws_conn *ws, int code, const char *reason, void *user);
 typedef void (*ws_drain_cb)(ws_conn *ws, void *user);
+typedef void (*ws_message_part_cb)(ws_conn *ws, int type, const void *data, size_t len, int flags,
+                                   void *user);
 typedef struct ws_callbacks {
   ws_open_cb on_open;
   ws_message_cb on_message;
   ws_close_cb on_close;
   ws_drain_cb on_drain;
+  ws_message_part_cb on_message_part;
 } ws_callbacks;
 
 const char *ws_version(void);

@@ -339,6 +339,7 @@ struct ws_conn : wscore::net::IoWatch {
   bool scheduled = false;
   // send state (send_mu)
   std::atomic<uint8_t> send_bias{0};  // not kUnbiased: the loop thread skips send_mu (SendGuard)
+  uint8_t loop_send_depth = 0;  // loop thread only: its SendGuards in progress once unbiased
   bool close_started = false;
   // handshake details
   bool tls = false;
@@ -368,10 +369,18 @@ class SendGuard {
       if (c->loop->on_loop_thread()) return;  // the loop's clearing task has not run: nobody else is in
       revoke_send_bias(c);
     }
+    if (c->loop->on_loop_thread()) {
+      // A callback that one of the loop thread's own sends ran (on_close,
+      // when the send's write failed) may send again: the lock is held
+      // already, by this thread.
+      loop_ = true;
+      if (c->loop_send_depth++) return;
+    }
     c->send_mu.lock();
     locked_ = true;
   }
   ~SendGuard() {
+    if (loop_) c_->loop_send_depth--;
     if (locked_) c_->send_mu.unlock();
   }
   SendGuard(const SendGuard&) = delete;
@@ -380,6 +389,7 @@ class SendGuard {
  private:
   ws_conn* c_;
   bool locked_ = false;
+  bool loop_ = false;
 };
 
 void ConnList::insert(ws_conn* c) {

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <stdatomic.h>
 
 #include "api_util.h"
 
@@ -448,6 +449,76 @@ static void test_loop_and_thread_send_on_one_connection(void **state) {
   ws_server_free(srv);
 }
 
+/* A callback's send that fails on the socket (the peer reset the
+ * connection) closes the connection inside that send, and on_close runs
+ * there. After another thread's send the send lock is a real lock: on_close
+ * calling ws_send and ws_close on the same connection must get their errors,
+ * not wait for the lock its own thread holds. The handler waits before it
+ * answers, and the reset comes while it waits. */
+typedef struct {
+  ws_conn *conn;
+  atomic_int opened, closed_ok, echoes;
+  int send_rc, close_rc;
+} reset_state;
+static reset_state g_rs;
+
+static void rs_open(ws_conn *ws, void *user) {
+  (void)user;
+  ws_retain(ws);
+  g_rs.conn = ws;
+  atomic_store(&g_rs.opened, 1);
+}
+static void rs_message(ws_conn *ws, int type, const void *data, size_t len, void *user) {
+  (void)type, (void)data, (void)len, (void)user;
+  static unsigned char big[256 * 1024];
+  atomic_fetch_add(&g_rs.echoes, 1);
+  usleep(50 * 1000); /* meanwhile the peer resets the connection */
+  ws_send(ws, big, sizeof big, WS_BINARY); /* written at once, not batched: fails */
+  ws_send(ws, big, sizeof big, WS_BINARY);
+}
+static void rs_close(ws_conn *ws, int code, const char *reason, void *user) {
+  (void)code, (void)reason, (void)user;
+  g_rs.send_rc = ws_send(ws, "late", 4, WS_TEXT);
+  g_rs.close_rc = ws_close(ws, 1000, NULL);
+  atomic_store(&g_rs.closed_ok, 1);
+}
+
+static void test_on_close_inside_a_failed_send(void **state) {
+  (void)state;
+  ws_options *o = ws_options_new();
+  ws_callbacks cbs = {.on_open = rs_open, .on_message = rs_message, .on_close = rs_close};
+  assert_int_equal(ws_options_set_callbacks(o, &cbs, sizeof cbs, NULL), WS_OK);
+  ws_server *srv = NULL;
+  assert_int_equal(ws_listen("127.0.0.1", 0, o, &srv), WS_OK);
+  ws_options_free(o);
+  for (int round = 0; round < 3; round++) {
+    memset(&g_rs, 0, sizeof g_rs);
+    int fd = raw_upgrade(ws_server_port(srv));
+    assert_true(fd >= 0);
+    long long deadline = now_ms() + 5000;
+    while (!atomic_load(&g_rs.opened) && now_ms() < deadline) usleep(1000);
+    assert_true(atomic_load(&g_rs.opened));
+    assert_int_equal(atomic_load(&g_rs.echoes), 0);
+    /* Another thread's send: the connection's send lock is taken from now on. */
+    assert_int_equal(ws_ping(g_rs.conn, "t", 1), WS_OK);
+    unsigned char f[64];
+    size_t n = client_frame(f, 0x82, "go", 2);
+    struct linger lg = {1, 0};
+    setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+    assert_int_equal(write_all(fd, f, n), 0);
+    deadline = now_ms() + 5000;
+    while (!atomic_load(&g_rs.echoes) && now_ms() < deadline) usleep(500);
+    close(fd); /* a reset while the handler waits */
+    deadline = now_ms() + 5000;
+    while (!atomic_load(&g_rs.closed_ok) && now_ms() < deadline) usleep(1000);
+    assert_true(atomic_load(&g_rs.closed_ok)); /* on_close returned: no self-deadlock */
+    assert_int_equal(g_rs.send_rc, WS_ECLOSED);
+    assert_true(g_rs.close_rc == WS_ECLOSED || g_rs.close_rc == WS_OK);
+    ws_free(g_rs.conn);
+  }
+  ws_server_free(srv);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_loop_threads_stop_when_unused),
@@ -457,6 +528,7 @@ int main(void) {
       cmocka_unit_test(test_concurrent_send_receive),
       cmocka_unit_test(test_free_while_busy),
       cmocka_unit_test(test_loop_and_thread_send_on_one_connection),
+      cmocka_unit_test(test_on_close_inside_a_failed_send),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -594,6 +594,72 @@ static void test_handshake_timer_after_a_timerless_while(void **state) {
   ws_server_free(srv);
 }
 
+/* A connection paused by receive flow control (its application reads
+ * nothing) whose peer resets it. The paused socket is out of the loop's
+ * epoll set (nothing watched), so the reset's error, which epoll reports
+ * level-triggered whatever is watched, cannot make the loop spin; the
+ * messages that arrived are handed out, then the reset shows: WS_ECLOSED,
+ * 1006. */
+static void test_reset_while_paused(void **state) {
+  (void)state;
+  ws_options *so = ws_options_new();
+  assert_int_equal(ws_options_set_receive_queue_limit(so, 64 * 1024), WS_OK);
+  ws_server *srv = NULL;
+  assert_int_equal(ws_listen("127.0.0.1", 0, so, &srv), WS_OK);
+  ws_options_free(so);
+  int fd = raw_upgrade(ws_server_port(srv));
+  assert_true(fd >= 0);
+  ws_conn *s = NULL;
+  assert_int_equal(ws_accept(srv, &s, 5000), WS_OK);
+  /* 8 KiB frames until the socket takes no more: the server stopped reading. */
+  static unsigned char payload[8192], f[8300];
+  for (size_t i = 0; i < sizeof payload; i++) payload[i] = (unsigned char)i;
+  size_t n = client_frame(f, 0x82, payload, sizeof payload);
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+  int frames = 0;
+  long long deadline = now_ms() + 10000;
+  size_t off = 0;
+  for (int idle = 0; idle < 50 && now_ms() < deadline;) {
+    ssize_t w = write(fd, f + off, n - off);
+    if (w > 0) {
+      off += (size_t)w;
+      if (off == n) {
+        off = 0;
+        frames++;
+      }
+      idle = 0;
+      continue;
+    }
+    assert_true(w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
+    usleep(2000);
+    idle++;
+  }
+  assert_true(frames > 8);      /* more than the 64 KiB limit went out... */
+  assert_true(frames < 100000); /* ...and then the server held us back */
+  struct linger lg = {1, 0};
+  setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+  close(fd); /* reset */
+  usleep(100 * 1000);
+  double t0 = cpu_seconds();
+  usleep(500 * 1000);
+  double spent = cpu_seconds() - t0;
+  assert_true(spent < 0.15); /* 0.5 s of CPU in 0.5 s would be a spinning loop */
+  int got = 0, rc;
+  ws_message *m = NULL;
+  while ((rc = ws_receive(s, &m, 2000)) == WS_OK) {
+    assert_int_equal(ws_message_size(m), sizeof payload);
+    assert_memory_equal(ws_message_data(m), payload, sizeof payload);
+    ws_message_free(m);
+    got++;
+  }
+  assert_int_equal(rc, WS_ECLOSED);
+  assert_true(got >= 8); /* at least what came before the pause */
+  assert_true(got <= frames);
+  assert_int_equal(ws_close_code(s), WS_CLOSE_ABNORMAL);
+  ws_free(s);
+  ws_server_free(srv);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_peer_vanishes_mid_frame),
@@ -609,6 +675,7 @@ int main(void) {
       cmocka_unit_test(test_lingering_close_after_a_failure),
       cmocka_unit_test(test_out_of_descriptors),
       cmocka_unit_test(test_handshake_timer_after_a_timerless_while),
+      cmocka_unit_test(test_reset_while_paused),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

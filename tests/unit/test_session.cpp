@@ -47,11 +47,19 @@ struct Rec {
   uint16_t code;
 };
 
-// Feeds `in` to a fresh session in chunks of `chunk` bytes (0: all at once,
-// -1: random chunks) and records the events.
-static std::vector<Rec> run(Session& s, Bytes in, long chunk) {
-  std::vector<Rec> evs;
-  std::mt19937 rng(7);
+static Rec rec_of(const Event& ev) {
+  return {ev.type, ev.is_text, ev.failed,
+          ev.type == EventType::close ? std::string(ev.close_reason)
+                                      : std::string(reinterpret_cast<const char*>(ev.data), ev.size),
+          ev.close_code};
+}
+
+// Feeds `in` to the session in chunks of `chunk` bytes (0: all at once, -1:
+// random chunks from `seed`), each chunk in a buffer of its own, and hands
+// every event to on_event(buffer, event).
+template <typename F>
+static void feed_chunks(Session& s, const Bytes& in, long chunk, unsigned seed, F on_event) {
+  std::mt19937 rng(seed);
   size_t pos = 0;
   while (pos < in.size()) {
     size_t n = in.size() - pos;
@@ -62,14 +70,18 @@ static std::vector<Rec> run(Session& s, Bytes in, long chunk) {
     while (off < buf.size()) {
       Event ev;
       off += s.receive(buf.data() + off, buf.size() - off, ev);
-      if (ev.type != EventType::none)
-        evs.push_back({ev.type, ev.is_text, ev.failed,
-                       ev.type == EventType::close ? std::string(ev.close_reason)
-                                                   : std::string(reinterpret_cast<const char*>(ev.data), ev.size),
-                       ev.close_code});
+      on_event(buf, ev);
     }
     pos += n;
   }
+}
+
+// Feeds `in` to a fresh session in chunks and records the events.
+static std::vector<Rec> run(Session& s, const Bytes& in, long chunk) {
+  std::vector<Rec> evs;
+  feed_chunks(s, in, chunk, 7, [&](const Bytes&, const Event& ev) {
+    if (ev.type != EventType::none) evs.push_back(rec_of(ev));
+  });
   return evs;
 }
 
@@ -78,7 +90,7 @@ static std::vector<Rec> run_server(Bytes in, long chunk, uint64_t max = 16u << 2
   c.role = Role::server;
   c.max_message_size = max;
   Session s(c);
-  return run(s, std::move(in), chunk);
+  return run(s, in, chunk);
 }
 
 // Same events whatever the split.
@@ -491,42 +503,26 @@ static void test_random_stream_split_invariance(void**) {
 // come in several parts, each borrowed from the caller's buffer.
 static std::vector<Rec> run_stream(Session& s, const Bytes& in, long chunk, size_t* parts) {
   std::vector<Rec> evs;
-  std::mt19937 rng(11);
   std::string cur;
   bool in_msg = false;
-  size_t pos = 0;
-  while (pos < in.size()) {
-    size_t n = in.size() - pos;
-    if (chunk > 0) n = std::min<size_t>(n, static_cast<size_t>(chunk));
-    if (chunk < 0) n = std::min<size_t>(n, 1 + rng() % 9);
-    Bytes buf(in.begin() + static_cast<long>(pos), in.begin() + static_cast<long>(pos + n));
-    size_t off = 0;
-    while (off < buf.size()) {
-      Event ev;
-      off += s.receive(buf.data() + off, buf.size() - off, ev);
-      if (ev.type == EventType::part) {
-        ++*parts;
-        assert_int_equal(ev.first, !in_msg);
-        if (ev.size) {
-          assert_true(ev.data >= buf.data() && ev.data + ev.size <= buf.data() + buf.size());
-          cur.append(reinterpret_cast<const char*>(ev.data), ev.size);
-        }
-        in_msg = !ev.fin;
-        if (ev.fin) {
-          evs.push_back({EventType::message, ev.is_text, false, cur, 0});
-          cur.clear();
-        }
-        continue;
+  feed_chunks(s, in, chunk, 11, [&](const Bytes& buf, const Event& ev) {
+    if (ev.type == EventType::part) {
+      ++*parts;
+      assert_int_equal(ev.first, !in_msg);
+      if (ev.size) {
+        assert_true(ev.data >= buf.data() && ev.data + ev.size <= buf.data() + buf.size());
+        cur.append(reinterpret_cast<const char*>(ev.data), ev.size);
       }
-      if (ev.type == EventType::message) assert_false(in_msg);
-      if (ev.type != EventType::none)
-        evs.push_back({ev.type, ev.is_text, ev.failed,
-                       ev.type == EventType::close ? std::string(ev.close_reason)
-                                                   : std::string(reinterpret_cast<const char*>(ev.data), ev.size),
-                       ev.close_code});
+      in_msg = !ev.fin;
+      if (ev.fin) {
+        evs.push_back({EventType::message, ev.is_text, false, cur, 0});
+        cur.clear();
+      }
+      return;
     }
-    pos += n;
-  }
+    if (ev.type == EventType::message) assert_false(in_msg);
+    if (ev.type != EventType::none) evs.push_back(rec_of(ev));
+  });
   return evs;
 }
 

@@ -85,6 +85,17 @@ static std::vector<Rec> run(Session& s, const Bytes& in, long chunk) {
   return evs;
 }
 
+// The same events, one by one.
+static void expect_same(const std::vector<Rec>& got, const std::vector<Rec>& want) {
+  assert_int_equal(got.size(), want.size());
+  for (size_t i = 0; i < got.size(); i++) {
+    assert_int_equal(got[i].type, want[i].type);
+    assert_int_equal(got[i].text, want[i].text);
+    assert_true(got[i].data == want[i].data);
+    assert_int_equal(got[i].code, want[i].code);
+  }
+}
+
 static std::vector<Rec> run_server(Bytes in, long chunk, uint64_t max = 16u << 20) {
   SessionConfig c;
   c.role = Role::server;
@@ -98,13 +109,7 @@ static std::vector<Rec> run_all_splits(const Bytes& in, uint64_t max = 16u << 20
   auto ref = run_server(in, 0, max);
   for (long chunk : {1L, 2L, 3L, 7L, -1L}) {
     auto got = run_server(in, chunk, max);
-    assert_int_equal(got.size(), ref.size());
-    for (size_t i = 0; i < got.size(); i++) {
-      assert_int_equal(got[i].type, ref[i].type);
-      assert_int_equal(got[i].text, ref[i].text);
-      assert_true(got[i].data == ref[i].data);
-      assert_int_equal(got[i].code, ref[i].code);
-    }
+    expect_same(got, ref);
   }
   return ref;
 }
@@ -485,13 +490,7 @@ static void test_random_stream_split_invariance(void**) {
     c.role = Role::server;
     Session s(c);
     auto got = run(s, in, chunk);
-    assert_int_equal(got.size(), want.size());
-    for (size_t i = 0; i < got.size(); i++) {
-      assert_int_equal(got[i].type, want[i].type);
-      assert_int_equal(got[i].text, want[i].text);
-      assert_true(got[i].data == want[i].data);
-      assert_int_equal(got[i].code, want[i].code);
-    }
+    expect_same(got, want);
     Bytes out(s.output_data(), s.output_data() + s.output_size());
     if (chunk == 0) ref_out = out;
     assert_true(out == ref_out);
@@ -545,13 +544,7 @@ static void test_stream_parts(void**) {
     Session s(c);
     size_t parts = 0;
     auto got = run_stream(s, in, chunk, &parts);
-    assert_int_equal(got.size(), want.size());
-    for (size_t i = 0; i < got.size(); i++) {
-      assert_int_equal(got[i].type, want[i].type);
-      assert_int_equal(got[i].text, want[i].text);
-      assert_true(got[i].data == want[i].data);
-      assert_int_equal(got[i].code, want[i].code);
-    }
+    expect_same(got, want);
     if (chunk == 4096) assert_true(parts > 150 + 50);  // the big messages came in pieces
     Bytes out(s.output_data(), s.output_data() + s.output_size());
     assert_true(out == ref_out);  // the same pongs and close

@@ -1897,6 +1897,15 @@ WS_EXTERN int ws_header_count(const ws_conn* c) { return c ? c->head.count() : W
 WS_EXTERN const char* ws_header_name(const ws_conn* c, int i) { return c ? c->head.name(i) : nullptr; }
 WS_EXTERN const char* ws_header_value(const ws_conn* c, int i) { return c ? c->head.value(i) : nullptr; }
 WS_EXTERN const char* ws_peer_address(const ws_conn* c) { return c ? c->peer.c_str() : ""; }
+// The loop writes the head before the handle is shared and never reads it
+// after; the caller vouches that no other thread of its own reads it now.
+WS_EXTERN int ws_release_handshake(ws_conn* c) {
+  if (!c) return WS_EINVAL;
+  c->head.clear();
+  std::lock_guard<api::SmallMutex> g(c->mu);
+  if (c->notes) c->notes->joined_headers.clear();
+  return WS_OK;
+}
 
 WS_EXTERN int ws_upgrade_accept(ws_conn* c, const char* subprotocol) {
   if (!c) return WS_EINVAL;

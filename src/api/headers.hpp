@@ -16,6 +16,11 @@ namespace wscore::api {
 
 class HeadBlock {
  public:
+  // Empties it and frees its block.
+  void clear() {
+    data_.reset();
+    count_ = 0;
+  }
   // Replaces the contents (throws std::bad_alloc).
   void assign(std::string_view target, std::string_view path, std::string_view query,
               const proto::Headers& headers);

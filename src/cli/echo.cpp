@@ -60,7 +60,11 @@ void on_signal(int) {
 
 std::atomic<int> g_open{0};  // callback mode: connections not yet closed
 
-void cb_open(ws_conn*, void*) { g_open++; }
+// An echo reads nothing of the handshake: an idle connection need not keep it.
+void cb_open(ws_conn* ws, void*) {
+  ws_release_handshake(ws);
+  g_open++;
+}
 void cb_close(ws_conn*, int, const char*, void*) { g_open--; }
 
 void overflow(ws_conn* ws) {
@@ -104,7 +108,10 @@ void serve_blocking(ws_server* srv) {
     }
     if (fds[0].revents) break;
     ws_conn* nc = nullptr;
-    while (ws_accept(srv, &nc, 0) == WS_OK) conns.push_back(nc);
+    while (ws_accept(srv, &nc, 0) == WS_OK) {
+      ws_release_handshake(nc);
+      conns.push_back(nc);
+    }
     for (size_t i = 2; i < fds.size(); i++) {
       if (!fds[i].revents) continue;
       ws_conn*& c = conns[i - 2];

@@ -279,6 +279,28 @@ static void test_server_sees_request(void **state) {
   assert_null(ws_request_header(s, "x-missing"));
   assert_string_equal(ws_request_header(s, "X-MULTI"), "one, two");
   assert_string_equal(ws_subprotocol(s), "b");
+  /* Released, the head is gone; what is not part of it stays. */
+  const char *peer = ws_peer_address(s);
+  assert_true(strncmp(peer, "127.0.0.1:", 10) == 0);
+  assert_true(ws_header_count(s) > 3);
+  assert_string_equal(ws_response_header(c, "Sec-WebSocket-Protocol"), "b");
+  assert_int_equal(ws_release_handshake(s), WS_OK);
+  assert_int_equal(ws_header_count(s), 0);
+  assert_null(ws_header_name(s, 0));
+  assert_null(ws_request_header(s, "x-token"));
+  assert_null(ws_request_header(s, "X-MULTI"));
+  assert_string_equal(ws_request_target(s), "");
+  assert_string_equal(ws_request_path(s), "");
+  assert_string_equal(ws_request_query(s), "");
+  assert_string_equal(ws_subprotocol(s), "b");
+  assert_true(strncmp(ws_peer_address(s), "127.0.0.1:", 10) == 0);
+  assert_int_equal(ws_release_handshake(s), WS_OK); /* twice: nothing */
+  assert_int_equal(ws_release_handshake(c), WS_OK);
+  assert_null(ws_response_header(c, "Sec-WebSocket-Protocol"));
+  assert_int_equal(ws_header_count(c), 0);
+  assert_int_equal(ws_http_status(c), 101);
+  assert_string_equal(ws_subprotocol(c), "b");
+  assert_int_equal(ws_release_handshake(NULL), WS_EINVAL);
   /* Server-initiated close: the client sees the code and reason. The client
    * answers the close once its application read what came before it, so the
    * server closes on another thread while this one reads. */

@@ -17,17 +17,19 @@ namespace wscore::api {
 class HeadBlock {
  public:
   // Empties it and frees its block.
-  void clear() {
-    data_.reset();
-    count_ = 0;
-  }
+  void clear() { data_.reset(); }
   // Replaces the contents (throws std::bad_alloc).
   void assign(std::string_view target, std::string_view path, std::string_view query,
               const proto::Headers& headers);
   const char* target() const { return str(0); }
   const char* path() const { return str(1); }
   const char* query() const { return str(2); }
-  int count() const { return static_cast<int>(count_); }
+  int count() const {
+    if (!data_) return 0;
+    uint32_t n;
+    __builtin_memcpy(&n, data_.get(), 4);
+    return static_cast<int>(n);
+  }
   // nullptr when i is out of range.
   const char* name(int i) const { return i >= 0 && i < count() ? str(kFixed + 2 * static_cast<uint32_t>(i)) : nullptr; }
   const char* value(int i) const {
@@ -40,11 +42,12 @@ class HeadBlock {
   const char* str(uint32_t k) const {
     if (!data_) return "";
     uint32_t off;
-    __builtin_memcpy(&off, data_.get() + 4 * k, 4);
+    __builtin_memcpy(&off, data_.get() + 4 + 4 * k, 4);
     return data_.get() + off;
   }
+  // [count][offset of each string][the strings, NUL-terminated]: 4-byte
+  // words, the count in the block so that an empty head is one pointer.
   std::unique_ptr<char[]> data_;
-  uint32_t count_ = 0;
 };
 
 }  // namespace wscore::api

@@ -215,7 +215,7 @@ size_t Session::receive(uint8_t* data, size_t len, Event& ev) {
     }
     if (n) {
       uint8_t* p = data + pos;
-      if (h.masked) mask_off_ = mask_bytes(p, n, h.mask, mask_off_);
+      if (h.masked) mask_off_ = static_cast<uint8_t>(mask_bytes(p, n, h.mask, mask_off_));
       if (is_control(h.opcode)) {
         if (!ctrl_) {  // the first control payload: its buffer, kept from now on
           ctrl_.reset(new (std::nothrow) uint8_t[kMaxControlPayload]);
@@ -225,7 +225,7 @@ size_t Session::receive(uint8_t* data, size_t len, Event& ev) {
           }
         }
         std::memcpy(ctrl_.get() + ctrl_len_, p, n);
-        ctrl_len_ += n;
+        ctrl_len_ = static_cast<uint8_t>(ctrl_len_ + n);
       } else {
         if (rx_msg_op_ == Opcode::text && rx_utf8_.feed(p, n) != Utf8Validator::npos) {
           // Fail fast: at the first invalid byte, not at the end of the message.
@@ -249,7 +249,7 @@ size_t Session::receive(uint8_t* data, size_t len, Event& ev) {
 // make an event (a part, or the failure of the connection).
 bool Session::stream_part(uint8_t* p, size_t n, Event& ev) {
   const FrameHeader& h = dec_.header();
-  if (h.masked && n) mask_off_ = mask_bytes(p, n, h.mask, mask_off_);
+  if (h.masked && n) mask_off_ = static_cast<uint8_t>(mask_bytes(p, n, h.mask, mask_off_));
   const bool text = rx_msg_op_ == Opcode::text;
   if (text && n && rx_utf8_.feed(p, n) != Utf8Validator::npos) {
     ev = fail_connection(1007, "text message is not valid UTF-8");
@@ -294,7 +294,7 @@ size_t Session::receive_in_place(size_t n, Event& ev) {
   if (state_ == State::closed || close_received_ || n == 0) return n;
   const FrameHeader& h = dec_.header();
   uint8_t* p = msg_.extend(n);  // already there: the window's capacity was reserved
-  if (h.masked) mask_off_ = mask_bytes(p, n, h.mask, mask_off_);
+  if (h.masked) mask_off_ = static_cast<uint8_t>(mask_bytes(p, n, h.mask, mask_off_));
   if (rx_msg_op_ == Opcode::text && rx_utf8_.feed(p, n) != Utf8Validator::npos) {
     ev = fail_connection(1007, "text message is not valid UTF-8");
     return n;

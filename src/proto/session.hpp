@@ -19,7 +19,6 @@ namespace wscore::proto {
 
 struct SessionConfig {
   Role role = Role::server;
-  uint64_t max_message_size = 16u << 20;  // joined message; beyond -> close 1009
   bool auto_pong = true;                  // answer pings with pongs inside
   // Hold our close frame back until commit_close(): the close of a protocol
   // error, and the answer to the peer's close. Replies to messages delivered
@@ -35,6 +34,7 @@ struct SessionConfig {
   // message as a whole, checked as the bytes pass (a part may end inside a
   // UTF-8 sequence; invalid text fails the connection after earlier parts).
   bool stream = false;
+  uint64_t max_message_size = 16u << 20;  // joined message; beyond -> close 1009
 };
 
 enum class EventType : uint8_t {
@@ -189,34 +189,24 @@ class Session {
   void handle_control(Event& ev);
   void append_frame(Opcode op, bool fin, const uint8_t* data, size_t len, bool header_only = false);
 
+  // Members by size, the one-byte and the small ones together, so that a
+  // connection (which holds its session inline) carries no padding.
   SessionConfig cfg_;
-  State state_ = State::open;
-  bool close_sent_ = false;
-  bool close_received_ = false;
-  bool should_close_ = false;
   Buffer out_;
   size_t out_pos_ = 0;
 
   // Receive side.
   FrameDecoder dec_;
-  bool in_payload_ = false;     // header parsed, payload bytes pending
   uint64_t remaining_ = 0;      // payload bytes of the current frame still to come
-  size_t mask_off_ = 0;         // key offset for the next payload byte
   Buffer msg_;                  // assembly buffer for fragmented/partial messages
   uint64_t msg_size_ = 0;       // bytes of the current message so far
-  Utf8Validator rx_utf8_;
-  Opcode rx_msg_op_ = Opcode::continuation;  // text/binary while a message is in progress
   // Control frame payload being assembled (kMaxControlPayload bytes, made at
   // the first control frame: most connections never get one).
   std::unique_ptr<uint8_t[]> ctrl_;
-  size_t ctrl_len_ = 0;
   std::string_view close_reason_;  // the peer's reason (in ctrl_), or why we failed (a literal)
   const char* fail_why_ = "";
-  bool parts_given_ = false;    // stream: a part of the current message went out
 
   // Send side.
-  Utf8Validator tx_utf8_;
-  Opcode tx_msg_op_ = Opcode::continuation;  // text/binary while sending fragments
   std::unique_ptr<MaskSource> masks_;  // clients only (512 bytes of buffered randomness)
 
  public:
@@ -227,8 +217,20 @@ class Session {
   std::string_view peer_close_reason() const { return close_reason_; }
 
  private:
+  Utf8Validator rx_utf8_;
+  Utf8Validator tx_utf8_;
   uint16_t peer_code_ = 0;
   uint16_t pending_failure_ = 0;
+  uint8_t ctrl_len_ = 0;        // bytes of ctrl_ so far (at most kMaxControlPayload, 125)
+  uint8_t mask_off_ = 0;        // key offset (0..3) for the next payload byte
+  State state_ = State::open;
+  bool close_sent_ = false;
+  bool close_received_ = false;
+  bool should_close_ = false;
+  bool in_payload_ = false;     // header parsed, payload bytes pending
+  Opcode rx_msg_op_ = Opcode::continuation;  // text/binary while a message is in progress
+  bool parts_given_ = false;    // stream: a part of the current message went out
+  Opcode tx_msg_op_ = Opcode::continuation;  // text/binary while sending fragments
   bool reply_pending_ = false;  // the answer to the peer's close waits (defer_close)
   void append_close_reply();
 };

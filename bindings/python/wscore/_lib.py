@@ -121,6 +121,7 @@ int ws_header_count(const ws_conn *ws);
 const char *ws_header_name(const ws_conn *ws, int i);
 const char *ws_header_value(const ws_conn *ws, int i);
 const char *ws_peer_address(const ws_conn *ws);
+int ws_release_handshake(ws_conn *ws);
 """
 
 # Constants of the header (checked against it by tests/python/test_cdef.py).

@@ -458,7 +458,8 @@ WS_EXTERN const char *ws_peer_address(const ws_conn *ws);
  * return NULL and ws_header_count 0; strings they returned before are freed.
  * The subprotocol, the peer address and ws_http_status stay. Call it once the
  * application has read what it needs (in on_open, say), while no other thread
- * reads these details of ws. Again: nothing. WS_OK; WS_EINVAL for NULL. */
+ * reads these details of ws. A second call does nothing. WS_OK; WS_EINVAL
+ * for NULL. */
 WS_EXTERN int ws_release_handshake(ws_conn *ws);
 
 #ifdef __cplusplus

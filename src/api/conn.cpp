@@ -1865,7 +1865,7 @@ WS_EXTERN const char* ws_request_path(const ws_conn* c) { return c ? c->head.pat
 WS_EXTERN const char* ws_request_query(const ws_conn* c) { return c ? c->head.query() : nullptr; }
 
 // A header's value; several of one name are joined with ", " into a string the
-// connection keeps (stable until ws_free).
+// connection keeps (stable until ws_free or ws_release_handshake).
 static const char* header_lookup(const ws_conn* c, const char* name) {
   if (!name) return nullptr;
   const api::HeadBlock& h = c->head;

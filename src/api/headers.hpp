@@ -24,12 +24,7 @@ class HeadBlock {
   const char* target() const { return str(0); }
   const char* path() const { return str(1); }
   const char* query() const { return str(2); }
-  int count() const {
-    if (!data_) return 0;
-    uint32_t n;
-    __builtin_memcpy(&n, data_.get(), 4);
-    return static_cast<int>(n);
-  }
+  int count() const { return data_ ? static_cast<int>(word(0)) : 0; }
   // nullptr when i is out of range.
   const char* name(int i) const { return i >= 0 && i < count() ? str(kFixed + 2 * static_cast<uint32_t>(i)) : nullptr; }
   const char* value(int i) const {
@@ -39,11 +34,12 @@ class HeadBlock {
  private:
   static constexpr uint32_t kFixed = 3;  // target, path, query
   // String k ("" when the block is empty).
-  const char* str(uint32_t k) const {
-    if (!data_) return "";
-    uint32_t off;
-    __builtin_memcpy(&off, data_.get() + 4 + 4 * k, 4);
-    return data_.get() + off;
+  const char* str(uint32_t k) const { return data_ ? data_.get() + word(1 + k) : ""; }
+  // The block's i-th 4-byte word (0: the count, 1 + k: string k's offset).
+  uint32_t word(uint32_t i) const {
+    uint32_t w;
+    __builtin_memcpy(&w, data_.get() + 4 * i, 4);
+    return w;
   }
   // [count][offset of each string][the strings, NUL-terminated]: 4-byte
   // words, the count in the block so that an empty head is one pointer.

@@ -31,6 +31,37 @@ Session::Session(const SessionConfig& cfg) : cfg_(cfg), dec_(cfg.role) {
   if (cfg.role == Role::client) masks_ = std::make_unique<MaskSource>();
 }
 
+void Session::reset(const SessionConfig& cfg) {
+  // Every member below: one added to the class must be reset here too (the
+  // size check is the reminder; unit_session compares a reset session with a
+  // new one).
+  static_assert(sizeof(Session) == 200, "a member was added or removed: update reset()");
+  cfg_ = cfg;
+  out_.clear();
+  out_.release_if_above(kRetainedCapacity);
+  out_pos_ = 0;
+  dec_ = FrameDecoder(cfg.role);
+  remaining_ = 0;
+  msg_.clear();
+  msg_.release_if_above(kRetainedCapacity);
+  msg_size_ = 0;
+  close_reason_ = {};
+  fail_why_ = "";
+  if (cfg.role == Role::client && !masks_) masks_ = std::make_unique<MaskSource>();
+  rx_utf8_.reset();
+  tx_utf8_.reset();
+  peer_code_ = 0;
+  pending_failure_ = 0;
+  ctrl_len_ = 0;
+  mask_off_ = 0;
+  state_ = State::open;
+  close_sent_ = close_received_ = should_close_ = in_payload_ = false;
+  rx_msg_op_ = Opcode::continuation;
+  parts_given_ = false;
+  tx_msg_op_ = Opcode::continuation;
+  reply_pending_ = false;
+}
+
 void Session::consume_output(size_t n) {
   out_pos_ += std::min(n, out_.size() - out_pos_);
   if (out_pos_ == out_.size()) {

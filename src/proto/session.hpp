@@ -178,6 +178,26 @@ class Session {
   uint8_t* take_message(const Event& ev);
   // Role::client only: mask keys come from a CSPRNG (OpenSSL RAND_bytes, buffered).
 
+  // ---- rest ----
+  // Nothing under way: no frame or message partly received or sent, no
+  // output left, no close sent, received or held back. A session at rest
+  // acts exactly as a new one with its configuration does, so its owner may
+  // drop it between bursts and carry on with a new one, or with a pooled one
+  // after reset(): an idle connection then holds no session at all.
+  bool at_rest() const {
+    return state_ == State::open && !close_sent_ && !close_received_ && !in_payload_ && dec_.idle() &&
+           rx_msg_op_ == Opcode::continuation && tx_msg_op_ == Opcode::continuation && !parts_given_ &&
+           out_pos_ == out_.size() && !reply_pending_ && pending_failure_ == 0;
+  }
+  // Back to the state of Session(cfg), from any state. Keeps the buffers'
+  // memory (a reused session allocates nothing for its first messages).
+  void reset(const SessionConfig& cfg);
+  // Bytes of buffer memory the session holds (its output, message and
+  // control buffers), for a pool that keeps only small ones.
+  size_t held_bytes() const {
+    return out_.capacity() + msg_.capacity() + (ctrl_ ? kMaxControlPayload : 0) + (masks_ ? sizeof(MaskSource) : 0);
+  }
+
  private:
   SendResult send_message_general(Opcode op, const uint8_t* data, size_t len, Utf8Checked checked);
   Event fail_connection(uint16_t code, const char* why);

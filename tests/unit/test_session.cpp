@@ -866,6 +866,110 @@ static void test_deferred_close_reply(void**) {
   assert_int_equal(s3.output_size(), mine.size());
 }
 
+// at_rest: true exactly between bursts (nothing partly received or sent, no
+// output left, no close); a reset session then acts byte for byte as a new one.
+static void test_rest_and_reset(void**) {
+  SessionConfig c;
+  c.role = Role::server;
+  Session s(c);
+  assert_true(s.at_rest());
+  auto feed = [&](const Bytes& in) { return run(s, in, 0); };
+  auto drain = [&] { s.consume_output(s.output_size()); };
+  // A frame header split across reads, then its payload split too.
+  Bytes hello = frame(0x81, "Hello");
+  feed(Bytes(hello.begin(), hello.begin() + 1));
+  assert_false(s.at_rest());
+  feed(Bytes(hello.begin() + 1, hello.begin() + 8));
+  assert_false(s.at_rest());
+  assert_int_equal(feed(Bytes(hello.begin() + 8, hello.end())).size(), 1);
+  assert_true(s.at_rest());
+  // A fragmented message: busy until its last fragment.
+  feed(frame(0x01, "frag"));
+  assert_false(s.at_rest());
+  feed(frame(0x80, "ment"));
+  assert_true(s.at_rest());
+  // A ping: its pong is output until written.
+  feed(frame(0x89, "p"));
+  assert_false(s.at_rest());
+  drain();
+  assert_true(s.at_rest());
+  // Own fragments: busy until the last one.
+  assert_int_equal(s.send_fragment(Opcode::text, reinterpret_cast<const uint8_t*>("a"), 1, false), SendResult::ok);
+  drain();
+  assert_false(s.at_rest());
+  assert_int_equal(s.send_fragment(Opcode::text, reinterpret_cast<const uint8_t*>("b"), 1, true), SendResult::ok);
+  assert_false(s.at_rest());  // output left
+  drain();
+  assert_true(s.at_rest());
+  // A close, either way, is never rest.
+  assert_int_equal(s.send_close(1000, ""), SendResult::ok);
+  drain();
+  assert_false(s.at_rest());
+  Session r(c);
+  run(r, frame(0x88, "\x03\xe8"), 0);
+  r.consume_output(r.output_size());
+  assert_false(r.at_rest());
+
+  // Stream mode: a part delivered, the message not over.
+  SessionConfig sc = c;
+  sc.stream = true;
+  Session st(sc);
+  Bytes big = frame(0x82, std::string(300, 'z'));
+  run(st, Bytes(big.begin(), big.begin() + 100), 0);
+  assert_false(st.at_rest());
+
+  // Reset from every kind of state: a message half in, a close sent, a
+  // failure, a deferred close; then the same script gives the same events
+  // and the same output bytes as a new session, with the new configuration.
+  const Bytes script = cat({frame(0x81, "one"), frame(0x01, "tw"), frame(0x89, "ping"), frame(0x80, "o"),
+                            frame(0x82, std::string(200, 'b')), frame(0x88, "\x03\xe8" "done")});
+  auto fresh_run = [&](const SessionConfig& cfg, std::vector<Rec>* evs, Bytes* out) {
+    Session f(cfg);
+    *evs = run(f, script, 3);
+    out->assign(f.output_data(), f.output_data() + f.output_size());
+  };
+  SessionConfig deferred = c;
+  deferred.defer_close = true;
+  for (const SessionConfig* to : {&c, &sc, &deferred}) {
+    std::vector<Rec> want;
+    Bytes want_out;
+    fresh_run(*to, &want, &want_out);
+    const Bytes befores[] = {Bytes(big.begin(), big.begin() + 100), frame(0x88, ""), frame(0xC1, "rsv"),
+                             frame(0x81, "\xff")};
+    for (const Bytes& before : befores) {
+      for (const SessionConfig* from : {&c, &sc, &deferred}) {
+        Session u(*from);
+        run(u, before, 1);
+        u.send_message(Opcode::text, reinterpret_cast<const uint8_t*>("left over"), 9);
+        u.reset(*to);
+        assert_true(u.at_rest());
+        assert_int_equal(u.output_size(), 0);
+        assert_int_equal(u.state(), State::open);
+        assert_false(u.close_sent());
+        assert_false(u.close_received());
+        assert_int_equal(u.pending_close(), 0);
+        assert_string_equal(u.failure_reason(), "");
+        auto got = run(u, script, 3);
+        expect_same(got, want);
+        assert_int_equal(u.output_size(), want_out.size());
+        assert_memory_equal(u.output_data(), want_out.data(), want_out.size());
+      }
+    }
+  }
+  // A server session reset as a client's masks its frames from then on.
+  Session v(c);
+  SessionConfig cc;
+  cc.role = Role::client;
+  v.reset(cc);
+  assert_int_equal(v.send_message(Opcode::text, reinterpret_cast<const uint8_t*>("hi"), 2), SendResult::ok);
+  assert_true(v.output_data()[1] & 0x80);
+  Session server(c);
+  auto ev = run(server, Bytes(v.output_data(), v.output_data() + v.output_size()), 0);
+  assert_int_equal(ev.size(), 1);
+  assert_string_equal(ev[0].data.c_str(), "hi");
+  assert_true(v.held_bytes() >= sizeof(MaskSource));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_rfc_examples),
@@ -883,6 +987,7 @@ int main(void) {
       cmocka_unit_test(test_client_masks_and_roundtrip),
       cmocka_unit_test(test_deferred_failure),
       cmocka_unit_test(test_deferred_close_reply),
+      cmocka_unit_test(test_rest_and_reset),
       cmocka_unit_test(test_client_errors),
       cmocka_unit_test(test_fail_fast_exact_byte),
       cmocka_unit_test(test_non_minimal_lengths),

@@ -2,6 +2,7 @@
 // timers) and the caller-thread side (ws_open, ws_send, ws_receive, ws_close,
 // accessors). Caller threads never touch libuv: they queue commands.
 #include <linux/futex.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
@@ -16,6 +17,7 @@
 #include <climits>
 #include <cerrno>
 #include <cstddef>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -53,11 +55,75 @@ api::Notes* notes_locked(ws_conn* c) {
   return c->notes.get();
 }
 
+// The steady clock in milliseconds, modulo 2^32 (ws_conn::last_rx).
+uint32_t now_ms32() {
+  return static_cast<uint32_t>(
+      std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch()).count());
+}
+
+// ---- the session: busy or parked ----
+
+// Sessions at rest, for the loop thread's connections to take when they
+// next read or send: an idle connection holds none (its session would be
+// most of its memory), and a busy one reuses a pooled session's buffers
+// rather than allocating its own. Bounded in count and in buffer bytes.
+struct SessionPool {
+  std::vector<proto::Session*> free;
+  size_t bytes = 0;  // their held_bytes()
+  ~SessionPool() {
+    for (proto::Session* s : free) delete s;
+  }
+};
+thread_local SessionPool t_sessions;
+constexpr size_t kPooledSessions = 64;
+constexpr size_t kPooledBytes = 8u << 20;
+
+proto::SessionConfig session_config(ws_conn* c);
+
+// The connection's session, taken from the pool (or made) when it is
+// parked. Loop thread, once upgraded.
+proto::Session& busy(ws_conn* c) {
+  if (!c->session) {
+    SessionPool& p = t_sessions;
+    if (p.free.empty()) {
+      c->session = std::make_unique<proto::Session>(session_config(c));
+    } else {
+      proto::Session* s = p.free.back();
+      p.free.pop_back();
+      p.bytes -= s->held_bytes();
+      s->reset(session_config(c));
+      c->session.reset(s);
+    }
+  }
+  return *c->session;
+}
+
+// Gives the session back to the pool when it is at rest (a parked session
+// acts as a new one would: flush, commit_close and the reads see its absence
+// as nothing under way). Loop thread, between events: never while a feed
+// may still hold its pointers.
+void park(ws_conn* c) {
+  proto::Session* s = c->session.get();
+  if (!s || c->in_feed || !s->at_rest()) return;
+  net::Loop& l = *c->loop;
+  if (l.out_refs_owner == c && !l.out_refs.empty()) return;
+  c->session.release();
+  SessionPool& p = t_sessions;
+  size_t held = s->held_bytes();
+  if (p.free.size() < kPooledSessions && held <= kPooledBytes - p.bytes) {
+    p.free.push_back(s);
+    p.bytes += held;
+  } else {
+    delete s;
+  }
+}
+
 // The handshake's buffers, from the first handshake byte until the upgrade.
 // Loop thread.
 api::Handshaking& hsb(ws_conn* c) {
-  if (!c->hs) c->hs = std::make_unique<api::Handshaking>();
-  return *c->hs;
+  api::Extras& x = c->extras();
+  if (!x.hs) x.hs = std::make_unique<api::Handshaking>();
+  return *x.hs;
 }
 
 void set_detail(ws_conn* c, const std::string& d) {
@@ -88,30 +154,37 @@ ws_message* make_message(int type, const uint8_t* data, size_t len, uint8_t* own
   return m;
 }
 
-std::string sockaddr_string(const struct sockaddr_storage& ss) {
+}  // namespace
+
+const char* api::PeerAddr::format(char* buf) const {
   char host[INET6_ADDRSTRLEN] = "";
-  int port = 0;
-  if (ss.ss_family == AF_INET) {
-    auto* a = reinterpret_cast<const sockaddr_in*>(&ss);
-    uv_ip4_name(a, host, sizeof host);
-    port = ntohs(a->sin_port);
-    return std::string(host) + ":" + std::to_string(port);
+  buf[0] = 0;
+  if (family == AF_INET || family == AF_INET6) {
+    inet_ntop(family, addr, host, sizeof host);
+    std::snprintf(buf, kText, family == AF_INET ? "%s:%u" : "[%s]:%u", host, static_cast<unsigned>(port));
   }
-  if (ss.ss_family == AF_INET6) {
-    auto* a = reinterpret_cast<const sockaddr_in6*>(&ss);
-    uv_ip6_name(a, host, sizeof host);
-    port = ntohs(a->sin6_port);
-    return "[" + std::string(host) + "]:" + std::to_string(port);
-  }
-  return "";
+  return buf;
 }
+
+namespace {
 
 // 0, or the errno of getpeername (ENOTCONN: not connected yet).
 int record_peer(ws_conn* c) {
   struct sockaddr_storage ss;
   socklen_t len = sizeof ss;
   if (getpeername(c->fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return errno;
-  c->peer = sockaddr_string(ss);
+  api::PeerAddr& p = c->peer;
+  if (ss.ss_family == AF_INET) {
+    auto* a = reinterpret_cast<const sockaddr_in*>(&ss);
+    p.family = AF_INET;
+    p.port = ntohs(a->sin_port);
+    std::memcpy(p.addr, &a->sin_addr, 4);
+  } else if (ss.ss_family == AF_INET6) {
+    auto* a = reinterpret_cast<const sockaddr_in6*>(&ss);
+    p.family = AF_INET6;
+    p.port = ntohs(a->sin6_port);
+    std::memcpy(p.addr, &a->sin6_addr, 16);
+  }
   return 0;
 }
 
@@ -143,9 +216,11 @@ void read_stop(ws_conn* c) {
 void pop_write_chunk(ws_conn* c) {
   api::WriteChunk* w = c->wq_head;
   c->wq_head = w->next;
-  if (!c->wq_head) c->wq_tail = nullptr;
-  c->wq_off = 0;
-  c->wire_bytes -= w->size;
+  if (c->wq_head) {
+    c->wq_head->tail = w->tail;
+    c->wq_head->off = 0;
+  }
+  c->buffered -= w->size;
   std::free(w);
 }
 
@@ -191,7 +266,7 @@ void after_write(ws_conn* c) {
   }
   c->cv.notify_all();
   if (c->drain_wanted && !c->transport_closing &&
-      c->pending_bytes + c->wire_bytes < c->opts->send_queue_limit) {
+      c->buffered < c->opts->send_queue_limit) {
     c->drain_wanted = false;
     if (c->opts->cbs.on_drain) c->opts->cbs.on_drain(c, c->opts->cb_user);
   }
@@ -201,7 +276,7 @@ void after_write(ws_conn* c) {
 void write_queue(ws_conn* c) {
   iovec iov[64];
   int k = 0;
-  size_t off = c->wq_off;
+  size_t off = c->wq_head->off;
   for (api::WriteChunk* w = c->wq_head; w && k < 64; w = w->next, off = 0)
     iov[k++] = {w->data + off, w->size - off};
   ssize_t n = write_socket(c->fd, iov, k);
@@ -213,9 +288,9 @@ void write_queue(ws_conn* c) {
   }
   size_t done = static_cast<size_t>(n);
   while (done > 0) {
-    size_t left = c->wq_head->size - c->wq_off;
+    size_t left = c->wq_head->size - c->wq_head->off;
     if (done < left) {
-      c->wq_off += done;
+      c->wq_head->off += done;
       break;
     }
     done -= left;
@@ -249,6 +324,8 @@ void write_wire(ws_conn* c, const iovec* iov, int pieces) {
     return;
   }
   w->next = nullptr;
+  w->tail = w;
+  w->off = 0;
   w->size = len;
   for (int i = 0, at = 0; i < pieces; i++) {  // the pieces' unwritten tails
     size_t skip = std::min(done, iov[i].iov_len);
@@ -257,9 +334,13 @@ void write_wire(ws_conn* c, const iovec* iov, int pieces) {
     at += static_cast<int>(iov[i].iov_len - skip);
   }
   bool first = !c->wq_head;
-  (first ? c->wq_head : c->wq_tail->next) = w;
-  c->wq_tail = w;
-  c->wire_bytes += len;
+  if (first) {
+    c->wq_head = w;
+  } else {
+    c->wq_head->tail->next = w;
+    c->wq_head->tail = w;
+  }
+  c->buffered += len;
   if (first) watch(c);
 }
 
@@ -279,16 +360,16 @@ void tls_push(ws_conn* c) {
   thread_local std::vector<uint8_t> scratch;
   std::vector<uint8_t> out;
   out.swap(scratch);
-  c->tls_engine->flush();
+  c->tls_engine()->flush();
   out.clear();
-  if (c->tls_engine->take_ciphertext(&out)) write_wire(c, out.data(), out.size());
+  if (c->tls_engine()->take_ciphertext(&out)) write_wire(c, out.data(), out.size());
   out.clear();
   if (out.capacity() <= (1u << 20)) out.swap(scratch);  // a big burst is not kept
 }
 
 // Writes bytes of the connection (HTTP head or frames), through TLS for wss.
 void write_bytes(ws_conn* c, const uint8_t* data, size_t len) {
-  if (!c->tls_engine) {
+  if (!c->tls_engine()) {
     write_wire(c, data, len);
     return;
   }
@@ -298,7 +379,7 @@ void write_bytes(ws_conn* c, const uint8_t* data, size_t len) {
   constexpr size_t kSlice = 4 * net::TlsEngine::kRecordPlaintext;
   while (len > 0 && !c->transport_closing) {
     size_t n = std::min(len, kSlice);
-    c->tls_engine->write_plaintext(data, n);  // refused (0) only after a failure or shutdown
+    c->tls_engine()->write_plaintext(data, n);  // refused (0) only after a failure or shutdown
     tls_push(c);
     data += n;
     len -= n;
@@ -334,7 +415,7 @@ void write_output_with_refs(ws_conn* c) {
 // everything is written.
 void flush(ws_conn* c) {
   if (c->transport_closing) return;
-  if (c->phase == Phase::closed && !c->session) {
+  if (c->phase == Phase::closed && !c->upgraded) {
     // An HTTP error answer (send_error_and_close): close once it is written.
     if (!c->wq_head) close_transport(c, WS_CLOSE_ABNORMAL, nullptr, true);
     return;
@@ -348,9 +429,9 @@ void flush(ws_conn* c) {
       write_bytes(c, c->session->output_data(), n);
       c->session->consume_output(n);
     }
-    if (c->session->should_close_transport() && c->tls_engine && !c->tls_engine->shutdown_sent()) {
+    if (c->session->should_close_transport() && c->tls_engine() && !c->tls_engine()->shutdown_sent()) {
       // close_notify after the close frame; TCP closes once it is written.
-      c->tls_engine->shutdown();
+      c->tls_engine()->shutdown();
       tls_push(c);
     }
     if (c->session->should_close_transport() && !c->wq_head && !c->transport_closing) {
@@ -371,23 +452,24 @@ void flush(ws_conn* c) {
 // on the loop's timer heap. Armed, it holds a reference to the connection.
 template <void (*Fn)(ws_conn*)>
 void timer_fired(net::Timer* t) {
-  ws_conn* c = static_cast<ws_conn*>(t->data);
+  ws_conn* c = static_cast<ws_conn*>(t);
   Fn(c);  // may arm the timer again, with a reference of its own
+  park(c);
   api::conn_release(c);
 }
 
 template <void (*Fn)(ws_conn*)>
 void start_timer(ws_conn* c, uint64_t ms) {
-  if (!c->timer.armed()) api::conn_retain(c);
-  c->timer.cb = &timer_fired<Fn>;
-  c->timer.data = c;
-  c->loop->start_timer(&c->timer, ms);
+  if (!c->timer().armed()) api::conn_retain(c);
+  static const uint32_t kind = net::timer_kind(&timer_fired<Fn>);
+  c->timer().kind = kind;
+  c->loop->start_timer(&c->timer(), ms);
 }
 
 // The caller holds a reference of its own (the timer's may be the last but one).
 void stop_timer(ws_conn* c) {
-  if (!c->timer.armed()) return;
-  c->loop->stop_timer(&c->timer);
+  if (!c->timer().armed()) return;
+  c->loop->stop_timer(&c->timer());
   api::conn_release(c);
 }
 
@@ -451,7 +533,7 @@ void close_transport(ws_conn* c, int code_if_unset, const char* why, bool linger
   c->transport_closing = true;
   {
     std::lock_guard<api::SmallMutex> g(c->mu);
-    if (!c->close_code) c->close_code = code_if_unset;
+    if (!c->close_code) c->close_code = static_cast<uint16_t>(code_if_unset);
     if (why && (!c->notes || c->notes->error_detail.empty()))
       if (api::Notes* n = notes_locked(c)) n->error_detail = why;
   }
@@ -468,7 +550,8 @@ void close_transport(ws_conn* c, int code_if_unset, const char* why, bool linger
 // ---- timers ----
 
 void on_close_timeout(ws_conn* c) {
-  api::log(WS_LOG_INFO, "close handshake timed out with %s", c->peer.c_str());
+  char peer[api::PeerAddr::kText];
+  api::log(WS_LOG_INFO, "close handshake timed out with %s", c->peer.format(peer));
   close_transport(c, WS_CLOSE_ABNORMAL, "the peer did not answer the close in time");
 }
 
@@ -496,12 +579,12 @@ int keepalive_period(const ws_options& o) {
 void start_keepalive(ws_conn* c);
 
 void on_keepalive(ws_conn* c) {
-  if (!c->session || c->phase != Phase::open) return;
+  if (!c->upgraded || c->phase != Phase::open) return;
   const ws_options& o = *c->opts;
   // Not reading because the application is behind (flow control) is no sign
   // of a dead peer: it sent so much that we stopped.
-  if (c->rx_paused) c->last_rx = Clock::now();
-  auto idle = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - c->last_rx).count();
+  if (c->rx_paused) c->last_rx = now_ms32();
+  const int64_t idle = static_cast<uint32_t>(now_ms32() - c->last_rx);
   if (o.idle_timeout > 0 && idle >= o.idle_timeout) {
     api::conn_shutdown(c, WS_CLOSE_GOING_AWAY, "idle timeout");
     return;
@@ -511,10 +594,10 @@ void on_keepalive(ws_conn* c) {
       close_transport(c, WS_CLOSE_ABNORMAL, "keepalive: no answer from the peer");
       return;
     }
-    if (idle >= o.keepalive_interval && c->session->send_ping(nullptr, 0) == proto::SendResult::ok)
+    if (idle >= o.keepalive_interval && busy(c).send_ping(nullptr, 0) == proto::SendResult::ok)
       flush(c);
   }
-  if (!c->transport_closing && !c->timer.armed()) start_keepalive(c);  // the next check
+  if (!c->transport_closing && !c->timer().armed()) start_keepalive(c);  // the next check
 }
 
 void start_keepalive(ws_conn* c) {
@@ -538,10 +621,13 @@ proto::SessionConfig session_config(ws_conn* c) {
 
 // The connection is upgraded: start the session and hand it to the application.
 void became_open(ws_conn* c, std::string leftover) {
-  c->hs.reset();  // answered: an open connection keeps no handshake buffers
-  c->session.emplace(session_config(c));
+  if (c->x) {  // answered: an open connection keeps no handshake buffers
+    c->x->hs.reset();
+    if (!c->x->tls && !c->x->client) c->x.reset();
+  }
+  c->upgraded = true;  // its session is made when it first reads or sends
   c->phase = Phase::open;
-  c->last_rx = Clock::now();
+  c->last_rx = now_ms32();
   stop_timer(c);
   start_keepalive(c);
   c->state = WS_STATE_OPEN;
@@ -572,12 +658,12 @@ void finish_open_error(ws_conn* c, int err, const std::string& detail) {
     if (c->open_result != 1) return;
     if (api::Notes* n = notes_locked(c)) n->error_detail = detail;
   }
-  if (c->client && c->client->resolver) uv_cancel(reinterpret_cast<uv_req_t*>(c->client->resolver));
+  if (c->client() && c->client()->resolver) uv_cancel(reinterpret_cast<uv_req_t*>(c->client()->resolver));
   // Closed first, then published: the caller of ws_open sees a closed handle.
   close_transport(c, WS_CLOSE_ABNORMAL, detail.c_str());
   {
     std::lock_guard<api::SmallMutex> g(c->mu);
-    c->open_result = err;
+    c->open_result = static_cast<int16_t>(err);
   }
   c->cv.notify_all();
 }
@@ -645,7 +731,7 @@ void server_handshake_data(ws_conn* c) {
   if (c->opts->manual_upgrade && !c->opts->callback_mode) {
     c->phase = Phase::pending_upgrade;
     hsb(c).in = std::move(leftover);  // frames that came early wait for the 101
-    ws_server* s = c->server;
+    ws_server* s = c->server();
     {
       std::lock_guard<std::mutex> g(s->mu);
       api::conn_retain(c);  // the accept queue's reference, handed to ws_accept
@@ -671,7 +757,7 @@ void server_accept_upgrade(ws_conn* c, const std::string& subprotocol, std::stri
   bool manual = c->phase == Phase::pending_upgrade;
   became_open(c, std::move(leftover));
   if (!manual && !c->opts->callback_mode) {
-    ws_server* s = c->server;
+    ws_server* s = c->server();
     {
       std::lock_guard<std::mutex> g(s->mu);
       api::conn_retain(c);
@@ -692,7 +778,7 @@ void client_handshake_data(ws_conn* c) {
     finish_open_error(c, WS_EHANDSHAKE, "bad handshake response: " + r.error);
     return;
   }
-  c->http_status = resp.status;
+  c->http_status = static_cast<uint16_t>(resp.status);
   c->head.assign("", "", "", resp.headers);
   proto::ResponseCheck chk = proto::check_response(resp, hsb(c).key, c->opts->subprotocols, "");
   if (!chk.ok) {
@@ -837,7 +923,7 @@ void on_event(ws_conn* c, proto::Event& ev) {
 }
 
 void feed(ws_conn* c, uint8_t* data, size_t len) {
-  c->last_rx = Clock::now();
+  c->last_rx = now_ms32();
   // Replies sent from on_message go out together, in one write after the
   // whole read is parsed, rather than one write per message (submit()).
   c->in_feed = true;
@@ -847,9 +933,9 @@ void feed(ws_conn* c, uint8_t* data, size_t len) {
   size_t pos = 0;
   while (pos < len && !c->transport_closing) {
     proto::Event ev;
-    pos += c->session->receive(data + pos, len - pos, ev);
+    pos += busy(c).receive(data + pos, len - pos, ev);
     on_event(c, ev);
-    if (c->session->state() == proto::State::closed) break;
+    if (busy(c).state() == proto::State::closed) break;
   }
   c->in_feed = false;
   flush(c);
@@ -859,10 +945,10 @@ void feed(ws_conn* c, uint8_t* data, size_t len) {
 
 // n bytes of a large payload were read into the session's payload window.
 void feed_in_place(ws_conn* c, size_t n) {
-  c->last_rx = Clock::now();
+  c->last_rx = now_ms32();
   c->in_feed = true;
   proto::Event ev;
-  c->session->receive_in_place(n, ev);
+  busy(c).receive_in_place(n, ev);
   on_event(c, ev);
   c->in_feed = false;
   flush(c);
@@ -877,7 +963,7 @@ constexpr size_t kReadInPlaceMin = 64u << 10;
 // else the loop's buffer.
 char* read_buffer_for(ws_conn* c, size_t* len) {
   c->read_in_place = false;
-  if (c->phase == Phase::open && c->session && !c->tls_engine && !c->lingering && !c->transport_closing) {
+  if (c->phase == Phase::open && c->session && !c->tls_engine() && !c->lingering && !c->transport_closing) {
     size_t room;
     if (uint8_t* w = c->session->payload_window(kReadInPlaceMin, &room)) {
       c->read_in_place = true;
@@ -931,20 +1017,21 @@ void on_plain(ws_conn* c, char* data, size_t n) {
 }
 
 void tls_failed(ws_conn* c) {
-  std::string why = "TLS: " + c->tls_engine->error();
+  std::string why = "TLS: " + c->tls_engine()->error();
   tls_push(c);  // the alert, if OpenSSL made one
   if (!c->is_server && (c->phase == Phase::connecting || c->phase == Phase::handshake)) {
     finish_open_error(c, WS_ETLS, why);
     return;
   }
-  api::log(WS_LOG_INFO, "%s with %s", why.c_str(), c->peer.c_str());
+  char peer[api::PeerAddr::kText];
+  api::log(WS_LOG_INFO, "%s with %s", why.c_str(), c->peer.format(peer));
   close_transport(c, WS_CLOSE_ABNORMAL, why.c_str());
 }
 
 // wss: ciphertext in, plaintext up. The read buffer is free again once the
 // engine took the ciphertext, so the plaintext is read into it.
 void on_tls_read(ws_conn* c, char* buf, size_t n) {
-  net::TlsEngine& e = *c->tls_engine;
+  net::TlsEngine& e = *c->tls_engine();
   e.feed_ciphertext(reinterpret_cast<uint8_t*>(buf), n);
   auto* p = reinterpret_cast<uint8_t*>(buf);
   while (!c->transport_closing) {
@@ -998,7 +1085,7 @@ void on_read(ws_conn* c, ssize_t nread, char* buf) {
     on_end_of_input(c, nread == kEof ? "the peer closed the connection" : uv_strerror(static_cast<int>(nread)));
     return;
   }
-  if (c->tls_engine)
+  if (c->tls_engine())
     on_tls_read(c, buf, static_cast<size_t>(nread));
   else
     on_plain(c, buf, static_cast<size_t>(nread));
@@ -1036,6 +1123,7 @@ void on_io(net::IoWatch* w, uint32_t events) {
   }
   if ((events & (EPOLLOUT | EPOLLERR | EPOLLHUP)) && c->wq_head) write_queue(c);
   if ((events & (EPOLLIN | EPOLLERR | EPOLLHUP)) && wants_read(c)) read_socket(c);
+  park(c);
 }
 
 // ---- client connect ----
@@ -1064,7 +1152,7 @@ void connect_done(ws_conn* c) {
   }
   c->connecting = false;
   if (err) {
-    c->client->connect_error = -err;
+    c->client()->connect_error = -err;
     close_socket(c);  // this socket is spent: a new one for the next address
     try_connect(c);
     return;
@@ -1072,18 +1160,18 @@ void connect_done(ws_conn* c) {
   set_nodelay(c->fd);
   c->phase = Phase::handshake;
   proto::ClientRequestSpec spec;
-  spec.host_header = c->client->url.host_header;
-  spec.target = c->client->url.target;
+  spec.host_header = c->client()->url.host_header;
+  spec.target = c->client()->url.target;
   spec.key = hsb(c).key = proto::generate_key();
   spec.subprotocols = c->opts->subprotocols;
   spec.extra = c->opts->headers;
   std::string reqs = proto::build_request(spec);
-  if (c->client->tls_ctx) {
+  if (c->client()->tls_ctx) {
     // The request is held by the engine until the TLS handshake is done.
-    c->tls_engine = std::make_unique<net::TlsEngine>();
+    c->extras().tls = std::make_unique<net::TlsEngine>();
     std::string terr;
-    if (!c->tls_engine->init_client(*c->client->tls_ctx, c->client->url.host, &terr)) {
-      c->tls_engine.reset();
+    if (!c->tls_engine()->init_client(*c->client()->tls_ctx, c->client()->url.host, &terr)) {
+      c->extras().tls.reset();
       finish_open_error(c, WS_ETLS, "TLS: " + terr);
       return;
     }
@@ -1098,22 +1186,22 @@ void try_connect(ws_conn* c) {
     if (c->open_result != 1) return;
   }
   for (;;) {
-    if (!c->client->next_addr) {
-      int e = c->client->connect_error;
+    if (!c->client()->next_addr) {
+      int e = c->client()->connect_error;
       finish_open_error(c, e == UV_ECONNREFUSED ? WS_ECONNREFUSED : WS_ECONNECT,
-                        std::string("connect to ") + c->client->url.host + ": " + (e ? uv_strerror(e) : "no address"));
+                        std::string("connect to ") + c->client()->url.host + ": " + (e ? uv_strerror(e) : "no address"));
       return;
     }
-    struct addrinfo* ai = c->client->next_addr;
-    c->client->next_addr = ai->ai_next;
+    struct addrinfo* ai = c->client()->next_addr;
+    c->client()->next_addr = ai->ai_next;
     int fd = ::socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
     if (fd < 0) {
-      c->client->connect_error = -errno;
+      c->client()->connect_error = -errno;
       continue;
     }
     // EINTR: the connect goes on by itself, as with EINPROGRESS.
     if (::connect(fd, ai->ai_addr, ai->ai_addrlen) != 0 && errno != EINPROGRESS && errno != EINTR) {
-      c->client->connect_error = -errno;
+      c->client()->connect_error = -errno;
       ::close(fd);
       continue;
     }
@@ -1129,11 +1217,11 @@ void try_connect(ws_conn* c) {
 void on_resolved(uv_getaddrinfo_t* req, int status, struct addrinfo* res) {
   ws_conn* c = static_cast<ws_conn*>(req->data);
   delete req;
-  c->client->resolver = nullptr;
-  c->client->addrs = res;
-  c->client->next_addr = res;
+  c->client()->resolver = nullptr;
+  c->client()->addrs = res;
+  c->client()->next_addr = res;
   if (status < 0) {
-    finish_open_error(c, WS_ERESOLVE, "resolve " + c->client->url.host + ": " + uv_strerror(status));
+    finish_open_error(c, WS_ERESOLVE, "resolve " + c->client()->url.host + ": " + uv_strerror(status));
   } else {
     try_connect(c);
   }
@@ -1143,17 +1231,17 @@ void on_resolved(uv_getaddrinfo_t* req, int status, struct addrinfo* res) {
 void start_open(ws_conn* c) {
   auto* req = new uv_getaddrinfo_t;
   req->data = c;
-  c->client->resolver = req;
+  c->client()->resolver = req;
   struct addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
   hints.ai_protocol = IPPROTO_TCP;
   api::conn_retain(c);
-  std::string port = std::to_string(c->client->url.port);
-  int rc = uv_getaddrinfo(c->loop->uv(), req, on_resolved, c->client->url.host.c_str(), port.c_str(), &hints);
+  std::string port = std::to_string(c->client()->url.port);
+  int rc = uv_getaddrinfo(c->loop->uv(), req, on_resolved, c->client()->url.host.c_str(), port.c_str(), &hints);
   if (rc < 0) {
     delete req;
-    c->client->resolver = nullptr;
+    c->client()->resolver = nullptr;
     api::conn_release(c);
     finish_open_error(c, WS_ERESOLVE, std::string("resolve: ") + uv_strerror(rc));
   }
@@ -1175,33 +1263,34 @@ constexpr size_t kRefInOutput = 2048;
 
 proto::SendResult frame_data(ws_conn* c, bool fragment, int type, bool fin, const uint8_t* p, size_t n) {
   proto::Opcode op = type == WS_TEXT ? proto::Opcode::text : proto::Opcode::binary;
+  proto::Session& s = busy(c);
   // The frame's header only: the payload is written from where it lies.
   auto by_reference = [&] {
-    return fragment ? c->session->send_fragment_by_reference(op, p, n, fin, proto::Utf8Checked::yes)
-                    : c->session->send_message_by_reference(op, p, n, proto::Utf8Checked::yes);
+    return fragment ? s.send_fragment_by_reference(op, p, n, fin, proto::Utf8Checked::yes)
+                    : s.send_message_by_reference(op, p, n, proto::Utf8Checked::yes);
   };
   net::Loop& l = *c->loop;
   if (n >= kRefInOutput && n < kWriteByReference && l.out_refs_owner == c && c->in_feed && c->is_server &&
-      !c->tls_engine && l.in_read_buffer(p, n)) {
+      !c->tls_engine() && l.in_read_buffer(p, n)) {
     // An echo of what is being fed, from the read buffer: the frame header
     // goes to the output and the payload is written from where it lies, with
     // the rest of the batch after the feed (flush), not copied into the output.
     proto::SendResult r = by_reference();
-    if (r == proto::SendResult::ok) l.out_refs.push_back({c->session->output_size(), p, n});
+    if (r == proto::SendResult::ok) l.out_refs.push_back({s.output_size(), p, n});
     return r;
   }
-  if (n >= kWriteByReference && c->is_server && !c->tls_engine) {
+  if (n >= kWriteByReference && c->is_server && !c->tls_engine()) {
     if (l.out_refs_owner == c && !l.out_refs.empty()) write_output_with_refs(c);  // in order
     proto::SendResult r = by_reference();
     if (r != proto::SendResult::ok) return r;
-    const uint8_t* pieces[2] = {c->session->output_data(), p};
-    size_t lens[2] = {c->session->output_size(), n};
+    const uint8_t* pieces[2] = {s.output_data(), p};
+    size_t lens[2] = {s.output_size(), n};
     write_wire(c, pieces, lens, 2);
-    c->session->consume_output(lens[0]);
+    s.consume_output(lens[0]);
     return r;
   }
-  return fragment ? c->session->send_fragment(op, p, n, fin, proto::Utf8Checked::yes)
-                  : c->session->send_message(op, p, n, proto::Utf8Checked::yes);
+  return fragment ? s.send_fragment(op, p, n, fin, proto::Utf8Checked::yes)
+                  : s.send_message(op, p, n, proto::Utf8Checked::yes);
 }
 
 // A command's payload: in the connection's send buffer (small ones, see
@@ -1235,15 +1324,16 @@ void apply(ws_conn* c, Cmd& cmd, Payload pl) {
     if (c->phase == Phase::pending_upgrade) send_error_and_close(c, cmd.status, cmd.data);
     return;
   }
-  if (!c->session || c->transport_closing) return;
+  if (!c->upgraded || c->transport_closing) return;
+  proto::Session& s = busy(c);
   switch (cmd.kind) {
     case Cmd::message:
     case Cmd::fragment: frame_data(c, cmd.kind == Cmd::fragment, cmd.type, cmd.fin, pl.p, pl.n); break;
-    case Cmd::ping: c->session->send_ping(pl.p, pl.n); break;
-    case Cmd::pong: c->session->send_pong(pl.p, pl.n); break;
+    case Cmd::ping: s.send_ping(pl.p, pl.n); break;
+    case Cmd::pong: s.send_pong(pl.p, pl.n); break;
     case Cmd::close:
-      if (c->session->send_close(cmd.code, cmd.data) == proto::SendResult::ok) {
-        c->state = c->session->state() == proto::State::closed ? WS_STATE_CLOSED : WS_STATE_CLOSING;
+      if (s.send_close(cmd.code, cmd.data) == proto::SendResult::ok) {
+        c->state = s.state() == proto::State::closed ? WS_STATE_CLOSED : WS_STATE_CLOSING;
         start_close_timer(c);
       }
       break;
@@ -1269,7 +1359,7 @@ void process_cmds(ws_conn* c) {
   for (auto& cmd : cmds) {
     size_t n = counted_bytes(cmd);
     apply(c, cmd, payload_of(cmd, buf));
-    c->pending_bytes -= n;
+    c->buffered -= n;
   }
   flush(c);
   // The memory goes back for the next batch (no allocation per send in a
@@ -1282,6 +1372,7 @@ void process_cmds(ws_conn* c) {
     if (c->sendq && c->sendq->bytes.empty() && buf.capacity() <= kKeptSendBuffer) c->sendq->bytes.swap(buf);
   }
   c->cv.notify_all();
+  park(c);
 }
 
 // Runs cmd now on the loop thread, or queues it for the loop.
@@ -1290,15 +1381,17 @@ void process_cmds(ws_conn* c) {
 constexpr size_t kFeedBatchLimit = 256u << 10;
 
 void flush_unless_batching(ws_conn* c) {
-  if (!c->in_feed || !c->session || c->session->output_size() >= kFeedBatchLimit) flush(c);
+  if (c->in_feed && c->session && c->session->output_size() < kFeedBatchLimit) return;
+  flush(c);
+  park(c);  // (not while fed: feed() parks nothing, on_io does after it)
 }
 
 void submit(ws_conn* c, Cmd&& cmd) {
   if (c->loop->on_loop_thread()) {
     size_t n = cmd.kind <= Cmd::pong ? cmd.data.size() : 0;
-    c->pending_bytes += n;
+    c->buffered += n;
     apply(c, cmd);
-    c->pending_bytes -= n;
+    c->buffered -= n;
     flush_unless_batching(c);
     return;
   }
@@ -1331,7 +1424,7 @@ void enqueue(ws_conn* c, Cmd&& cmd, const uint8_t* p, size_t n) {
       cmd.buf_len = static_cast<uint32_t>(n);
       q.bytes.append(reinterpret_cast<const char*>(p), n);
     }
-    c->pending_bytes += counted_bytes(cmd);
+    c->buffered += counted_bytes(cmd);
     q.cmds.push_back(std::move(cmd));
     post = !c->scheduled;
     c->scheduled = true;
@@ -1348,7 +1441,7 @@ void enqueue(ws_conn* c, Cmd&& cmd, const uint8_t* p, size_t n) {
 // Waits for room in the send queue. Caller thread.
 int wait_for_room(ws_conn* c) {
   const ws_options& o = *c->opts;
-  auto full = [&] { return c->pending_bytes + c->wire_bytes >= o.send_queue_limit; };
+  auto full = [&] { return c->buffered >= o.send_queue_limit; };
   if (!full()) return WS_OK;
   if (c->loop->on_loop_thread() || o.send_timeout == 0) {
     c->drain_wanted = true;  // loop thread: on_drain when there is room again
@@ -1391,12 +1484,12 @@ int send_data(ws_conn* c, const void* data, size_t len, int type, bool fragment,
   auto sent_fragment = [&] {  // the message in progress moves on only once the fragment is taken
     if (!fragment) return;
     c->tx_utf8 = v;
-    c->tx_frag_type = fin ? 0 : type;
+    c->tx_frag_type = static_cast<uint8_t>(fin ? 0 : type);
   };
   if (c->loop->on_loop_thread()) {
     // A callback's send: straight into the session, no command, no copy but
     // the frame's (and no write until feed() is done, see submit()).
-    if (!c->session || c->transport_closing) return WS_ECLOSED;
+    if (!c->upgraded || c->transport_closing) return WS_ECLOSED;
     // Refused only when the library's own close went first (a protocol error's).
     if (frame_data(c, fragment, type, fragment ? fin != 0 : true, p, len) != proto::SendResult::ok) return WS_ESTATE;
     sent_fragment();
@@ -1499,8 +1592,8 @@ void conn_release(ws_conn* c) {
   if (c->refs.fetch_sub(1, std::memory_order_acq_rel) != 1) return;
   while (ws_message* m = c->inbox.pop()) ws_message_free(m);
   if (c->efd >= 0) close(c->efd);
-  if (c->client && c->client->addrs) uv_freeaddrinfo(c->client->addrs);
-  ws_server* s = c->server;
+  if (c->client() && c->client()->addrs) uv_freeaddrinfo(c->client()->addrs);
+  ws_server* s = c->server();
   net::Loop* loop = c->loop;
   delete c;
   if (s) server_release(s);
@@ -1508,7 +1601,7 @@ void conn_release(ws_conn* c) {
 }
 
 // A connection on `loop`, whose reference it takes over.
-ws_conn* new_conn(std::shared_ptr<const ws_options> opts, bool is_server, net::Loop* loop) {
+ws_conn* new_conn(const ws_options* opts, bool is_server, net::Loop* loop) {
   int efd = -1;
   if (!opts->callback_mode) {
     efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -1526,7 +1619,7 @@ ws_conn* new_conn(std::shared_ptr<const ws_options> opts, bool is_server, net::L
     throw;
   }
   c->loop = loop;
-  c->opts = std::move(opts);
+  c->opts = opts;
   c->is_server = is_server;
   c->efd = efd;
   // Callback mode: sends come from the loop's callbacks (see SendGuard).
@@ -1540,7 +1633,7 @@ void server_on_connection(Listener* l, int fd) {
   ws_conn* c = nullptr;
   try {
     l->loop->retain();
-    c = new_conn(s->opts, true, l->loop);
+    c = new_conn(s->opts.get(), true, l->loop);
   } catch (...) {
   }
   if (!c) {
@@ -1548,8 +1641,8 @@ void server_on_connection(Listener* l, int fd) {
     ::close(fd);
     return;
   }
-  server_retain(s);
-  c->server = s;
+  server_retain(s);  // given back in conn_release (c->server() is s from here on)
+  c->listener = l;
   // The socket holds the initial reference until it is closed; whoever gets
   // the connection (ws_accept, callback mode's on_open) takes its own.
   c->fd = fd;
@@ -1557,13 +1650,12 @@ void server_on_connection(Listener* l, int fd) {
   set_nodelay(fd);
   record_peer(c);
   c->phase = Phase::handshake;
-  c->listener = l;
   if (s->tls_ctx) {
     c->tls = true;
-    c->tls_engine = std::make_unique<net::TlsEngine>();
+    c->extras().tls = std::make_unique<net::TlsEngine>();
     std::string err;
-    if (!c->tls_engine->init_server(*s->tls_ctx, &err)) {
-      c->tls_engine.reset();
+    if (!c->tls_engine()->init_server(*s->tls_ctx, &err)) {
+      c->extras().tls.reset();
       log(WS_LOG_WARN, "TLS: %s", err.c_str());
       close_transport(c, WS_CLOSE_ABNORMAL, err.c_str());
       return;
@@ -1577,7 +1669,7 @@ void server_on_connection(Listener* l, int fd) {
 
 void conn_shutdown(ws_conn* c, uint16_t code, const char* reason) {
   if (c->transport_closing) return;
-  if (c->phase == Phase::open && c->session && !c->session->close_sent()) {
+  if (c->phase == Phase::open && c->upgraded && !(c->session && c->session->close_sent())) {
     {
       api::SendGuard g(c);
       c->close_started = true;
@@ -1610,10 +1702,11 @@ WS_EXTERN int ws_open(const char* url, const ws_options* opts, ws_conn** out) {
     return WS_EURL;
   }
   auto o = std::make_shared<ws_options>(opts ? *opts : ws_options{});
-  ws_conn* c = api::new_conn(o, false, net::Loop::acquire(0));
+  ws_conn* c = api::new_conn(o.get(), false, net::Loop::acquire(0));
   if (!c) return WS_ESYS;
-  c->client = std::make_unique<api::ClientSide>();
-  c->client->url = u;
+  c->extras().client = std::make_unique<api::ClientSide>();
+  c->client()->opts = o;
+  c->client()->url = u;
   if (u.tls) {
     c->tls = true;
     net::TlsClientConfig cfg;
@@ -1638,7 +1731,7 @@ WS_EXTERN int ws_open(const char* url, const ws_options* opts, ws_conn** out) {
       *out = c;
       return WS_ETLS;
     }
-    c->client->tls_ctx = std::move(ctx);
+    c->client()->tls_ctx = std::move(ctx);
   }
   c->phase = Phase::connecting;
   int timeout = o->connect_timeout;
@@ -1799,7 +1892,7 @@ WS_EXTERN const char* ws_close_reason(const ws_conn* c) {
   return c->notes ? c->notes->close_reason.c_str() : "";
 }
 
-WS_EXTERN int ws_state(const ws_conn* c) { return c ? c->state.load() : WS_EINVAL; }
+WS_EXTERN int ws_state(const ws_conn* c) { return c ? static_cast<int>(c->state.load()) : WS_EINVAL; }
 
 WS_EXTERN int ws_fileno(const ws_conn* c) {
   if (!c) return WS_EINVAL;
@@ -1808,7 +1901,7 @@ WS_EXTERN int ws_fileno(const ws_conn* c) {
 }
 
 WS_EXTERN size_t ws_buffered_amount(const ws_conn* c) {
-  return c ? c->pending_bytes.load() + c->wire_bytes.load() : 0;
+  return c ? c->buffered.load() : 0;
 }
 
 WS_EXTERN const char* ws_error_detail(const ws_conn* c) {
@@ -1859,7 +1952,7 @@ WS_EXTERN void* ws_get_user_data(const ws_conn* c) { return c ? c->user_data.loa
 WS_EXTERN const char* ws_subprotocol(const ws_conn* c) { return c && c->up ? c->up->subprotocol.c_str() : ""; }
 WS_EXTERN int ws_is_server(const ws_conn* c) { return c ? (c->is_server ? 1 : 0) : WS_EINVAL; }
 WS_EXTERN int ws_is_tls(const ws_conn* c) { return c ? (c->tls ? 1 : 0) : WS_EINVAL; }
-WS_EXTERN int ws_http_status(const ws_conn* c) { return c ? c->http_status : WS_EINVAL; }
+WS_EXTERN int ws_http_status(const ws_conn* c) { return c ? static_cast<int>(c->http_status) : WS_EINVAL; }
 WS_EXTERN const char* ws_request_target(const ws_conn* c) { return c ? c->head.target() : nullptr; }
 WS_EXTERN const char* ws_request_path(const ws_conn* c) { return c ? c->head.path() : nullptr; }
 WS_EXTERN const char* ws_request_query(const ws_conn* c) { return c ? c->head.query() : nullptr; }
@@ -1896,7 +1989,24 @@ WS_EXTERN const char* ws_response_header(const ws_conn* c, const char* name) {
 WS_EXTERN int ws_header_count(const ws_conn* c) { return c ? c->head.count() : WS_EINVAL; }
 WS_EXTERN const char* ws_header_name(const ws_conn* c, int i) { return c ? c->head.name(i) : nullptr; }
 WS_EXTERN const char* ws_header_value(const ws_conn* c, int i) { return c ? c->head.value(i) : nullptr; }
-WS_EXTERN const char* ws_peer_address(const ws_conn* c) { return c ? c->peer.c_str() : ""; }
+// The text is made on the first call and kept (in the notes: most
+// connections are never asked).
+WS_EXTERN const char* ws_peer_address(const ws_conn* c) {
+  if (!c || !c->peer.family) return "";
+  auto* m = const_cast<ws_conn*>(c);
+  std::lock_guard<api::SmallMutex> g(m->mu);
+  api::Notes* n = notes_locked(m);
+  if (!n) return "";
+  if (n->peer.empty()) {
+    char buf[api::PeerAddr::kText];
+    try {
+      n->peer = c->peer.format(buf);
+    } catch (...) {
+      return "";
+    }
+  }
+  return n->peer.c_str();
+}
 // The loop writes the head before the handle is shared and never reads it
 // after; the caller vouches that no other thread of its own reads it now.
 WS_EXTERN int ws_release_handshake(ws_conn* c) {

@@ -62,32 +62,33 @@ struct ws_message {
 };
 
 namespace wscore::api {
-// A connection's received messages in order: an intrusive list, so an idle
-// connection carries two pointers rather than a deque's first block.
+// A connection's received messages in order: an intrusive circular list
+// reached through its last message, so an idle connection carries one
+// pointer and a count rather than a deque's first block.
 class Inbox {
  public:
-  bool empty() const { return !head_; }
+  bool empty() const { return !tail_; }
   size_t bytes() const { return bytes_; }  // payload bytes of the messages in it
   void push(ws_message* m) {
     bytes_ += m->size;
-    m->next = nullptr;
-    (head_ ? tail_->next : head_) = m;
+    m->next = tail_ ? tail_->next : m;  // the first message
+    if (tail_) tail_->next = m;
     tail_ = m;
   }
   ws_message* pop() {
-    ws_message* m = head_;
-    if (m) {
-      bytes_ -= m->size;
-      head_ = m->next;
-      m->next = nullptr;
-      if (!head_) tail_ = nullptr;
-    }
+    if (!tail_) return nullptr;
+    ws_message* m = tail_->next;
+    bytes_ -= m->size;
+    if (m == tail_)
+      tail_ = nullptr;
+    else
+      tail_->next = m->next;
+    m->next = nullptr;
     return m;
   }
 
  private:
-  ws_message* head_ = nullptr;
-  ws_message* tail_ = nullptr;
+  ws_message* tail_ = nullptr;  // tail_->next is the first
   size_t bytes_ = 0;
 };
 }  // namespace wscore::api
@@ -103,7 +104,7 @@ using Clock = std::chrono::steady_clock;
 enum class Phase : uint8_t { connecting, handshake, pending_upgrade, open, closed };
 
 struct Cmd {
-  // message..pong carry payload bytes counted in pending_bytes; keep them first.
+  // message..pong carry payload bytes counted in ws_conn::buffered; keep them first.
   enum Kind : uint8_t { message, fragment, ping, pong, close, upgrade_accept, upgrade_reject, commit_close } kind;
   explicit Cmd(Kind k) : kind(k) {}
   uint8_t type = 0;  // WS_TEXT / WS_BINARY
@@ -207,10 +208,35 @@ struct Notes {
   std::string error_detail;
   std::string detail_copy;   // returned by ws_error_detail
   std::forward_list<std::string> joined_headers;  // values of repeated headers, joined (stable addresses)
+  std::string peer;          // ws_peer_address's text, made on its first call
+};
+
+// The peer's address as bytes: 20 where its text would be a 32-byte string
+// in every connection. Written before the handle is shared; read-only after.
+struct PeerAddr {
+  uint8_t family = 0;  // 0 unknown, AF_INET or AF_INET6
+  uint16_t port = 0;
+  uint8_t addr[16] = {};
+  // "1.2.3.4:80" or "[::1]:80" ("" when unknown) into buf[kText].
+  static constexpr size_t kText = 64;
+  const char* format(char* buf) const;
+};
+
+struct ClientSide;
+// A connection's parts that most connections lack or drop early, behind one
+// pointer (ws_conn::x). Loop thread, but for a client's opening (its caller
+// fills them before it hands the connection to the loop).
+struct Extras {
+  // wss: the transport filter between the socket and everything above it
+  // (plaintext in and out; the HTTP upgrade and the frames ride inside).
+  std::unique_ptr<wscore::net::TlsEngine> tls;
+  std::unique_ptr<Handshaking> hs;      // until the upgrade
+  std::unique_ptr<ClientSide> client;   // clients only
 };
 
 // What only a client connection needs, to open (a server's has none of it).
 struct ClientSide {
+  std::shared_ptr<const ws_options> opts;  // the connection's (ws_conn::opts)
   wscore::net::Url url;
   std::shared_ptr<wscore::net::TlsContext> tls_ctx;  // wss
   uv_getaddrinfo_t* resolver = nullptr;
@@ -247,104 +273,125 @@ struct Listener : wscore::net::IoWatch {
 
 namespace wscore::api {
 // Bytes the socket did not take yet, in order (a connection's write queue).
+// The connection points at the first chunk only; the queue's tail and how
+// much of the first chunk is written are kept in that chunk (valid in the
+// first one only), so an empty queue costs one pointer.
 struct WriteChunk {
   WriteChunk* next;
+  WriteChunk* tail;  // first chunk: the last one
+  size_t off;        // first chunk: its bytes written already
   size_t size;
   char data[1];  // `size` bytes
 };
 }  // namespace wscore::api
 
-// The IoWatch base is the connection's socket on its loop's epoll set.
-struct ws_conn : wscore::net::IoWatch {
+// The IoWatch base is the connection's socket on its loop's epoll set; the
+// Timer base its one timer, on the loop's heap (armed, it holds a reference).
+struct ws_conn : wscore::net::IoWatch, wscore::net::Timer {
   // Grouped by size rather than by owner, so that nothing is padding: an idle
   // connection is mostly this struct (its owner is named on every field).
   std::atomic<int> refs{1};
-  std::atomic<int> state{WS_STATE_CONNECTING};  // written under mu, read anywhere
+  // Loop thread: when bytes last came, in steady-clock milliseconds modulo
+  // 2^32 (conn.cpp: now_ms32; differences hold for 49 days, and the
+  // keepalive checks it every 12 at the longest).
+  uint32_t last_rx = 0;
   wscore::net::Loop* loop = nullptr;
-  std::shared_ptr<const ws_options> opts;
-  ws_server* server = nullptr;
-  wscore::api::Listener* listener = nullptr;  // server side: the one that accepted it
+  // Owned by the server (a server side connection holds a reference to it)
+  // or by ClientSide::opts.
+  const ws_options* opts = nullptr;
+  wscore::api::Listener* listener = nullptr;  // server side: the one that accepted it (server())
   ws_conn* list_prev = nullptr;  // in listener->conns (loop thread)
   ws_conn* list_next = nullptr;
 
   // ---- loop thread only ----
   // The socket: IoWatch::fd, open from connect/accept until closed; while
   // open it holds a reference (given back by a posted task once closed).
-  wscore::net::Timer timer;      // on the loop's heap; holds a reference while armed
   wscore::api::WriteChunk* wq_head = nullptr;  // what the socket did not take yet
-  wscore::api::WriteChunk* wq_tail = nullptr;
-  size_t wq_off = 0;             // bytes of wq_head written already
-  std::optional<wscore::proto::Session> session;  // from the upgrade (in place: one allocation less)
-  // wss: the transport filter between the socket and everything above it
-  // (plaintext in and out; the HTTP upgrade and the frames ride inside).
-  std::unique_ptr<wscore::net::TlsEngine> tls_engine;
-  std::unique_ptr<wscore::api::Handshaking> hs;  // until the upgrade (loop thread)
-  std::unique_ptr<wscore::api::ClientSide> client;  // clients only
-  wscore::api::Clock::time_point last_rx;
+  // From the upgrade, while something is under way: a connection at rest
+  // (Session::at_rest) gives its session back to the loop thread's pool and
+  // takes one again when it next reads or sends (conn.cpp: busy, park).
+  std::unique_ptr<wscore::proto::Session> session;
+  // What not every connection has: made on first use, freed when it holds
+  // nothing (a plain server connection's once it is upgraded).
+  std::unique_ptr<wscore::api::Extras> x;
 
   // ---- shared, under mu ----
   wscore::api::SmallMutex mu;
   int efd = -1;
   wscore::api::WaitWord cv;  // callers waiting on this connection
-  int close_code = 0;
-  int open_result = 1;           // client: 1 pending, else WS_OK / WS_E*
   wscore::api::Inbox inbox;
   std::unique_ptr<wscore::api::Notes> notes;  // made when there is something to say
   std::unique_ptr<wscore::api::SendQueue> sendq;  // made by the first send from another thread
-  std::atomic<size_t> pending_bytes{0};  // queued by callers, not yet framed
-  std::atomic<size_t> wire_bytes{0};     // framed, not yet written to the socket
-
-  // ---- caller side send state, under send_mu (or the loop's bias: SendGuard) ----
-  wscore::api::SmallMutex send_mu;
-  wscore::proto::Utf8Validator tx_utf8;
-  int tx_frag_type = 0;
+  // What the application sent that is not on the socket yet: the payloads of
+  // commands not yet framed, then the framed bytes the socket did not take
+  // (the write queue). Any thread; the send queue limit applies to it.
+  std::atomic<size_t> buffered{0};
 
   // ---- handshake details: written by the loop before the handle is shared ----
-  int http_status = 0;
   wscore::api::HeadBlock head;  // server: the request's target and headers; client: the response's headers
   // Subprotocols and manual-upgrade headers, made only when there are any:
   // by the loop before the handle is shared (offers), by ws_upgrade_add_header
   // before the accept command that the loop reads them after, by the loop at
   // the upgrade (the chosen subprotocol).
   std::unique_ptr<wscore::api::UpgradeInfo> up;
-  std::string peer;
   std::atomic<void*> user_data{nullptr};
 
-  // ---- one-byte fields, each its own memory location (no bit-fields: they
-  // have different owners) ----
+  // ---- caller side send state, under send_mu (or the loop's bias: SendGuard) ----
+  wscore::api::SmallMutex send_mu;
+  wscore::proto::Utf8Validator tx_utf8;
+
+  // ---- two-byte fields ----
+  wscore::api::PeerAddr peer;    // handshake detail
+  uint16_t close_code = 0;       // under mu
+  int16_t open_result = 1;       // under mu; client: 1 pending, else WS_OK / WS_E*
+  uint16_t http_status = 0;      // handshake detail
+
+  // ---- one-byte fields and bit-fields: a bit-field shares its memory
+  // location with its neighbours, so only fields of one owner share one ----
+  std::atomic<uint8_t> state{WS_STATE_CONNECTING};  // written under mu, read anywhere
   // loop thread only
-  bool listed = false;           // in listener->conns
-  bool is_server = false;        // set before the handle is shared
   wscore::api::Phase phase = wscore::api::Phase::connecting;
-  bool reading = false;          // EPOLLIN wanted
-  bool connecting = false;       // client: connect() under way (EPOLLOUT)
-  bool shutdown_wanted = false;  // FIN once the write queue is out
-  bool transport_closing = false;
-  bool in_feed = false;            // feed() is delivering: sends from its callbacks batch up
-  bool lingering = false;          // closed for the application; TCP waits for the peer's FIN
-  bool read_in_place = false;      // read_buffer_for lent the session's payload window to this read
-  bool rx_paused = false;          // the inbox is full: no reads until the application catches up
-  bool close_cb_done = false;
-  bool open_notified = false;
+  bool listed : 1 = false;           // in listener->conns
+  bool reading : 1 = false;          // EPOLLIN wanted
+  bool connecting : 1 = false;       // client: connect() under way (EPOLLOUT)
+  bool shutdown_wanted : 1 = false;  // FIN once the write queue is out
+  bool transport_closing : 1 = false;
+  bool in_feed : 1 = false;          // feed() is delivering: sends from its callbacks batch up
+  bool lingering : 1 = false;        // closed for the application; TCP waits for the peer's FIN
+  bool read_in_place : 1 = false;    // read_buffer_for lent the session's payload window to this read
+  bool rx_paused : 1 = false;        // the inbox is full: no reads until the application catches up
+  bool close_cb_done : 1 = false;
+  bool open_notified : 1 = false;
+  bool upgraded : 1 = false;         // a session's events and sends apply (it may be parked)
+  uint8_t loop_send_depth = 0;  // its SendGuards in progress once unbiased
   std::atomic<bool> drain_wanted{false};
   // under mu
-  bool efd_signaled = false;
+  bool efd_signaled = false;  // (not a bit-field: set_fd_ready takes its address)
   std::atomic<bool> closed{false};  // transport closed: nothing more will arrive (written under mu)
-  bool peer_close_received = false;
-  bool close_pending = false;     // our close (a protocol error's, or the answer to the peer's)
-                                  // waits until the app read what came before it
-  bool commit_requested = false;  // ws_receive asked the loop to send that close
-  bool app_caught_up = true;      // the app asked for more after the last delivered message
-  bool inbox_full = false;        // the inbox reached receive_queue_limit; the loop stops reading
-  bool scheduled = false;
+  bool peer_close_received : 1 = false;
+  bool close_pending : 1 = false;     // our close (a protocol error's, or the answer to the peer's)
+                                      // waits until the app read what came before it
+  bool commit_requested : 1 = false;  // ws_receive asked the loop to send that close
+  bool app_caught_up : 1 = true;      // the app asked for more after the last delivered message
+  bool inbox_full : 1 = false;        // the inbox reached receive_queue_limit; the loop stops reading
+  bool scheduled : 1 = false;         // a task to run the send queue is posted
   // send state (send_mu)
   std::atomic<uint8_t> send_bias{0};  // not kUnbiased: the loop thread skips send_mu (SendGuard)
-  uint8_t loop_send_depth = 0;  // loop thread only: its SendGuards in progress once unbiased
+  uint8_t tx_frag_type = 0;     // WS_TEXT / WS_BINARY while a fragmented message is being sent
   bool close_started = false;
-  // handshake details
+  // handshake details (set before the handle is shared, read-only after)
+  bool is_server = false;
   bool tls = false;
 
   void update_fd_locked();
+  wscore::net::Timer& timer() { return *this; }
+  wscore::api::Extras& extras() {
+    if (!x) x = std::make_unique<wscore::api::Extras>();
+    return *x;
+  }
+  inline wscore::net::TlsEngine* tls_engine() const;
+  inline wscore::api::ClientSide* client() const;
+  inline ws_server* server() const;  // server side: the server that accepted it (it holds a reference)
 };
 
 namespace wscore::api {
@@ -429,6 +476,10 @@ struct ws_server {
   bool closed = false;
   void update_fd_locked();
 };
+
+ws_server* ws_conn::server() const { return listener ? listener->server : nullptr; }
+wscore::net::TlsEngine* ws_conn::tls_engine() const { return x ? x->tls.get() : nullptr; }
+wscore::api::ClientSide* ws_conn::client() const { return x ? x->client.get() : nullptr; }
 
 namespace wscore::api {
 void conn_retain(ws_conn* c);

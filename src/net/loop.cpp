@@ -299,7 +299,7 @@ void Loop::on_timers(uv_timer_t* d) {
   // Timers armed by these callbacks are due 1 ms after `now` at the
   // earliest, so this pass ends.
   l->firing_ = true;
-  while (Timer* t = l->timers_.pop_due(now)) t->cb(t);
+  while (Timer* t = l->timers_.pop_due(now)) run_timer(t);
   l->firing_ = false;
   l->reschedule();
 }

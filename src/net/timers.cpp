@@ -1,6 +1,32 @@
 #include "net/timers.hpp"
 
+#include <atomic>
+#include <cstdlib>
+#include <mutex>
+
 namespace wscore::net {
+
+namespace {
+std::atomic<TimerFn> g_kinds[kMaxTimerKinds];
+std::atomic<uint32_t> g_kind_count{0};
+std::mutex g_kinds_mu;
+}  // namespace
+
+uint32_t timer_kind(TimerFn fn) {
+  uint32_t n = g_kind_count.load(std::memory_order_acquire);
+  for (uint32_t i = 0; i < n; i++)
+    if (g_kinds[i].load(std::memory_order_relaxed) == fn) return i;
+  std::lock_guard<std::mutex> g(g_kinds_mu);
+  n = g_kind_count.load(std::memory_order_relaxed);
+  for (uint32_t i = 0; i < n; i++)
+    if (g_kinds[i].load(std::memory_order_relaxed) == fn) return i;
+  if (n == kMaxTimerKinds) std::abort();  // a programming error: the table is sized for the library's callbacks
+  g_kinds[n].store(fn, std::memory_order_relaxed);
+  g_kind_count.store(n + 1, std::memory_order_release);
+  return n;
+}
+
+void run_timer(Timer* t) { g_kinds[t->kind].load(std::memory_order_relaxed)(t); }
 
 void TimerHeap::sift_up(size_t i) {
   Timer* t = heap_[i];

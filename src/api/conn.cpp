@@ -63,39 +63,36 @@ uint32_t now_ms32() {
 
 // ---- the session: busy or parked ----
 
-// Sessions at rest, for the loop thread's connections to take when they
-// next read or send: an idle connection holds none (its session would be
-// most of its memory), and a busy one reuses a pooled session's buffers
-// rather than allocating its own. Bounded in count and in buffer bytes.
-struct SessionPool {
-  std::vector<proto::Session*> free;
-  size_t bytes = 0;  // their held_bytes()
-  ~SessionPool() {
-    for (proto::Session* s : free) delete s;
-  }
-};
-thread_local SessionPool t_sessions;
+// Sessions at rest, in their loop's spares (Loop::spares), for its
+// connections to take when they next read or send: an idle connection holds
+// none (its session would be most of its memory), and a busy one reuses a
+// pooled session's buffers rather than allocating its own. Bounded in count
+// and in buffer bytes.
 constexpr size_t kPooledSessions = 64;
 constexpr size_t kPooledBytes = 8u << 20;
 
 proto::SessionConfig session_config(ws_conn* c);
 
-// The connection's session, taken from the pool (or made) when it is
-// parked. Loop thread, once upgraded.
-proto::Session& busy(ws_conn* c) {
-  if (!c->session) {
-    SessionPool& p = t_sessions;
-    if (p.free.empty()) {
-      c->session = std::make_unique<proto::Session>(session_config(c));
-    } else {
-      proto::Session* s = p.free.back();
-      p.free.pop_back();
-      p.bytes -= s->held_bytes();
-      s->reset(session_config(c));
-      c->session.reset(s);
-    }
+__attribute__((noinline)) proto::Session& unpark(ws_conn* c) {
+  net::Loop::Spares& p = c->loop->spares;
+  if (p.items.empty()) {
+    c->session = std::make_unique<proto::Session>(session_config(c));
+  } else {
+    auto* s = static_cast<proto::Session*>(p.items.back());
+    p.items.pop_back();
+    p.bytes -= s->held_bytes();
+    s->reset(session_config(c));
+    c->session.reset(s);
   }
   return *c->session;
+}
+
+// The connection's session, taken from the pool (or made) when it is
+// parked. Loop thread, once upgraded.
+inline proto::Session& busy(ws_conn* c) {
+  if (c->session) [[likely]]
+    return *c->session;
+  return unpark(c);
 }
 
 // Gives the session back to the pool when it is at rest (a parked session
@@ -108,10 +105,11 @@ void park(ws_conn* c) {
   net::Loop& l = *c->loop;
   if (l.out_refs_owner == c && !l.out_refs.empty()) return;
   c->session.release();
-  SessionPool& p = t_sessions;
+  net::Loop::Spares& p = l.spares;
   size_t held = s->held_bytes();
-  if (p.free.size() < kPooledSessions && held <= kPooledBytes - p.bytes) {
-    p.free.push_back(s);
+  if (p.items.size() < kPooledSessions && held <= kPooledBytes - p.bytes) {
+    if (!p.destroy) p.destroy = [](void* q) { delete static_cast<proto::Session*>(q); };
+    p.items.push_back(s);
     p.bytes += held;
   } else {
     delete s;

@@ -76,6 +76,19 @@ class Loop {
   std::vector<OutRef> out_refs;
   const void* out_refs_owner = nullptr;
 
+  // Objects that the layer above keeps for this loop's connections to reuse
+  // (conn.cpp: sessions at rest), freed with the loop by `destroy`. Here
+  // rather than thread_local: a shared library's thread_local costs a call
+  // to __tls_get_addr on each use. Loop thread.
+  struct Spares {
+    std::vector<void*> items;
+    size_t bytes = 0;  // the owner's count of the memory they hold
+    void (*destroy)(void*) = nullptr;
+    ~Spares() {
+      for (void* p : items) destroy(p);
+    }
+  } spares;
+
   // Watches w->fd for `events` (EPOLLIN and/or EPOLLOUT); 0 takes it out of
   // the set (do that before closing fd). 0 or -errno. Loop thread only. An
   // event already fetched for a watch taken out is dropped, so its owner may

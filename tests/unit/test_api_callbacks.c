@@ -398,6 +398,107 @@ static void test_stream_invalid_text(void **state) {
   assert_int_equal(g_parts.parts, 1);
 }
 
+/* Sends from one connection's callback to others (a broadcast), while those
+ * others are idle between messages. A connection idle in the middle of a
+ * fragmented message it is sending keeps that message's state: the library
+ * parks an idle connection's session only when nothing is under way, so the
+ * last fragment, sent from another connection's callback later, is a
+ * continuation frame and the peer gets one whole message. */
+static struct {
+  ws_conn *conns[3];
+  int open[3]; /* a fragmented message to it is under way */
+  int n, messages, estate;
+} gb;
+
+static void bc_open(ws_conn *ws, void *user) {
+  (void)user;
+  pthread_mutex_lock(&g.mu);
+  gb.conns[gb.n++] = ws;
+  pthread_mutex_unlock(&g.mu);
+}
+
+static void bc_message(ws_conn *ws, int type, const void *data, size_t len, void *user) {
+  (void)user;
+  (void)type;
+  for (int i = 0; i < gb.n; i++) {
+    ws_conn *to = gb.conns[i];
+    if (to == ws) continue;
+    if (len == 5 && memcmp(data, "begin", 5) == 0) {
+      assert_int_equal(ws_send_fragment(to, "part1-", 6, WS_TEXT, 0), WS_OK);
+      gb.open[i] = 1;
+    } else if (len == 3 && memcmp(data, "end", 3) == 0) {
+      if (gb.open[i]) assert_int_equal(ws_send_fragment(to, "part2", 5, WS_TEXT, 1), WS_OK);
+      gb.open[i] = 0;
+    } else {
+      int rc = ws_send(to, data, len, WS_TEXT);
+      if (rc == WS_ESTATE) gb.estate++; /* a fragmented message of its own is open */
+      else assert_int_equal(rc, WS_OK);
+    }
+  }
+  pthread_mutex_lock(&g.mu);
+  gb.messages++;
+  pthread_mutex_unlock(&g.mu);
+}
+
+static void wait_messages(int n) {
+  long long deadline = now_ms() + 5000;
+  while (get(&gb.messages) < n && now_ms() < deadline) usleep(1000);
+  assert_int_equal(get(&gb.messages), n);
+  usleep(20000); /* the server goes idle: sessions at rest are parked */
+}
+
+static void expect_text(ws_conn *c, const char *want) {
+  ws_message *m = NULL;
+  assert_int_equal(ws_receive(c, &m, 5000), WS_OK);
+  assert_int_equal(ws_message_type(m), WS_TEXT);
+  assert_int_equal(ws_message_size(m), strlen(want));
+  assert_memory_equal(ws_message_data(m), want, strlen(want));
+  ws_message_free(m);
+}
+
+static void test_broadcast_between_connections(void **state) {
+  (void)state;
+  ws_options *o = ws_options_new();
+  ws_callbacks cbs = {bc_open, bc_message, NULL, NULL, NULL};
+  assert_int_equal(ws_options_set_callbacks(o, &cbs, sizeof cbs, NULL), WS_OK);
+  ws_server *srv = NULL;
+  assert_int_equal(ws_listen("127.0.0.1", 0, o, &srv), WS_OK);
+  ws_options_free(o);
+  char url[64];
+  url_for(url, sizeof url, ws_server_port(srv), "/bc");
+  ws_conn *c[3];
+  for (int i = 0; i < 3; i++) {
+    assert_int_equal(ws_open(url, NULL, &c[i]), WS_OK);
+    long long deadline = now_ms() + 5000;
+    while (get(&gb.n) < i + 1 && now_ms() < deadline) usleep(1000);
+    assert_int_equal(get(&gb.n), i + 1);
+  }
+  assert_int_equal(ws_send(c[0], "begin", 5, WS_TEXT), WS_OK); /* 1 and 2: a fragment each */
+  wait_messages(1);
+  assert_int_equal(ws_send(c[0], "hello", 5, WS_TEXT), WS_OK); /* refused for 1 and 2 */
+  wait_messages(2);
+  assert_int_equal(gb.estate, 2);
+  assert_int_equal(ws_ping(c[1], "p", 1), WS_OK); /* answered by an idle connection's pong */
+  assert_int_equal(ws_send(c[1], "end", 3, WS_TEXT), WS_OK); /* 2's message ends */
+  wait_messages(3);
+  assert_int_equal(ws_send(c[2], "end", 3, WS_TEXT), WS_OK); /* 1's message ends */
+  wait_messages(4);
+  assert_int_equal(ws_send(c[0], "hi", 2, WS_TEXT), WS_OK);
+  wait_messages(5);
+  expect_text(c[1], "part1-part2");
+  expect_text(c[1], "hi");
+  expect_text(c[2], "part1-part2");
+  expect_text(c[2], "hi");
+  /* 0 got nothing: every one of its peers' messages went to the others */
+  ws_message *m = NULL;
+  assert_int_equal(ws_receive(c[0], &m, 50), WS_ETIMEDOUT);
+  for (int i = 0; i < 3; i++) {
+    assert_int_equal(ws_close(c[i], 1000, ""), WS_OK);
+    ws_free(c[i]);
+  }
+  ws_server_free(srv);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_callback_echo),
@@ -407,6 +508,7 @@ int main(void) {
       cmocka_unit_test(test_echo_batch_from_read_buffer),
       cmocka_unit_test(test_stream_parts),
       cmocka_unit_test(test_stream_invalid_text),
+      cmocka_unit_test(test_broadcast_between_connections),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

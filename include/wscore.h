@@ -453,8 +453,8 @@ WS_EXTERN const char *ws_header_value(const ws_conn *ws, int i);
 WS_EXTERN const char *ws_peer_address(const ws_conn *ws);
 /* Frees what the connection keeps for the calls above of its handshake's
  * head: the request target and headers (server) or the response headers
- * (client), about 200 bytes for a typical request, a quarter of an idle
- * connection. Afterwards the target, path and query are "", the header calls
+ * (client), about 200 bytes for a typical request: as much again as the
+ * rest of an idle connection. Afterwards the target, path and query are "", the header calls
  * return NULL and ws_header_count 0; strings they returned before are freed.
  * The subprotocol, the peer address and ws_http_status stay. Call it once the
  * application has read what it needs (in on_open, say), while no other thread

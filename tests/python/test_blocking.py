@@ -189,6 +189,38 @@ def test_request_and_subprotocol_visible_to_server():
     assert seen["subprotocol"] == "v1"
 
 
+def test_release_handshake_keeps_a_copy():
+    from wscore._lib import lib
+    seen = {}
+
+    def handler(ws):
+        before = ws.request
+        ws.release_handshake()
+        ws.release_handshake()  # idempotent
+        # The library's copy is gone; the object answers from its own.
+        seen["lib"] = (lib.ws_header_count(ws._h), wscore._conn._s(lib.ws_request_target(ws._h)))
+        seen["request"] = (before, ws.request)
+        seen["address"] = ws.remote_address
+        ws.send("ok")
+
+    with wscore.serve(handler, "127.0.0.1", 0) as srv:
+        srv.start()
+        with wscore.connect(f"ws://127.0.0.1:{srv.port}/a/b?c=d", headers={"X-Token": "abc"}) as ws:
+            upgrade = ws.response_headers["upgrade"]
+            ws.release_handshake()
+            assert lib.ws_header_count(ws._h) == 0
+            assert ws.response_headers["upgrade"] == upgrade
+            assert ws.request is None
+            assert ws.recv(timeout=5) == "ok"
+        with pytest.raises(wscore.ConnectionClosed):
+            ws.release_handshake()  # after release()
+    before, after = seen["request"]
+    assert after == before
+    assert (after.target, after.headers["x-token"]) == ("/a/b?c=d", "abc")
+    assert seen["lib"] == (0, "")
+    assert seen["address"].startswith("127.0.0.1:")
+
+
 def test_origin_allowlist():
     with wscore.serve(lambda ws: ws.send("in"), "127.0.0.1", 0, origins=["http://ok.example"]) as srv:
         srv.start()

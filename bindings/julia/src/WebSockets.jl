@@ -432,6 +432,10 @@ function with_options(f; headers=Pair{String,String}[], subprotocols=nothing,
     end
 end
 
+# The library's copy of the handshake head, once it is read into Julia strings
+# (about 200 bytes of an idle connection's memory in the library).
+release_handshake(p::Ptr{Cvoid}) = ccall(wsym(:ws_release_handshake), Cint, (Ptr{Cvoid},), p)
+
 function read_headers(p::Ptr{Cvoid})
     n = ccall(wsym(:ws_header_count), Cint, (Ptr{Cvoid},), p)
     return Pair{String,String}[
@@ -528,6 +532,7 @@ function open(url::AbstractString; query=nothing, kw...)
     req = Request("GET", tgt, path, qry, hdrs)
     resp = Response(Int(ccall(wsym(:ws_http_status), Cint, (Ptr{Cvoid},), p)), read_headers(p))
     sp = cstr(ccall(wsym(:ws_subprotocol), Ptr{UInt8}, (Ptr{Cvoid},), p))
+    release_handshake(p)  # resp holds the headers now
     return WebSocket(p, true, req, resp, sp)
 end
 
@@ -1041,6 +1046,7 @@ function accept_loop(f, s::Server, checker, supported, suppress_close_error::Boo
             # upgrade), or already closed, which decide_upgrade! then refuses.
             sp = checker !== nothing ? "" : cstr(ccall(wsym(:ws_subprotocol), Ptr{UInt8}, (Ptr{Cvoid},), p))
             ws = WebSocket(p, false, server_request(p), nothing, sp)
+            release_handshake(p)  # ws.request holds the request now
             Base.@lock s.lock begin
                 push!(s.conns, ws)
                 # Each connection gets its own task (spread over threads when julia has several).

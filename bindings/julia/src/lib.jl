@@ -40,7 +40,7 @@ const SYMBOLS = (
     :ws_send, :ws_send_fragment, :ws_ping, :ws_pong, :ws_close, :ws_close_code,
     :ws_close_reason, :ws_state, :ws_fileno, :ws_buffered_amount, :ws_error_detail, :ws_free,
     :ws_subprotocol, :ws_http_status, :ws_request_target, :ws_request_path, :ws_request_query,
-    :ws_header_count, :ws_header_name, :ws_header_value, :ws_peer_address,
+    :ws_header_count, :ws_header_name, :ws_header_value, :ws_peer_address, :ws_release_handshake,
 )
 
 const FPTRS = Dict{Symbol,Ptr{Cvoid}}()

@@ -238,6 +238,7 @@ class WebSocket:
         self._h = handle
         self._lock = threading.Lock()
         self._final = (1006, "")  # close code and reason once released
+        self._head = None  # Request or Headers, copied by release_handshake
 
     # -- lifecycle --------------------------------------------------------
     def _check(self, rc: int) -> int:
@@ -403,20 +404,42 @@ class WebSocket:
         """The negotiated subprotocol, or None."""
         return _s(lib.ws_subprotocol(self._handle())) or None
 
+    def _handshake_head(self):
+        """The Request (server side) or the response Headers (client side)."""
+        with self._lock:  # not while release_handshake frees what the library keeps
+            if self._head is not None:
+                return self._head
+            h = self._handle()
+            if lib.ws_is_server(h):
+                return Request(_s(lib.ws_request_target(h)), _s(lib.ws_request_path(h)),
+                               _s(lib.ws_request_query(h)), _headers_of(h))
+            return _headers_of(h)
+
     @property
     def request(self) -> Optional[Request]:
         """Server side: the upgrade request (target, path, query, headers)."""
-        h = self._handle()
-        if not lib.ws_is_server(h):
-            return None
-        return Request(_s(lib.ws_request_target(h)), _s(lib.ws_request_path(h)),
-                       _s(lib.ws_request_query(h)), _headers_of(h))
+        head = self._handshake_head()
+        return head if isinstance(head, Request) else None
 
     @property
     def response_headers(self) -> Optional[Headers]:
         """Client side: the headers of the 101 response."""
-        h = self._handle()
-        return None if lib.ws_is_server(h) else _headers_of(h)
+        head = self._handshake_head()
+        return head if isinstance(head, Headers) else None
+
+    def release_handshake(self) -> None:
+        """Lets the library free the handshake it keeps (the request's target and
+        headers, or the response's headers: a few hundred bytes a connection).
+
+        ``request`` and ``response_headers`` keep working from a copy made here; the
+        subprotocol and ``remote_address`` are unaffected. Worth it for servers that
+        hold many connections open. Idempotent.
+        """
+        head = self._handshake_head()
+        with self._lock:
+            h = self._handle()
+            self._head = head
+            _check(lib.ws_release_handshake(h))
 
     @property
     def remote_address(self) -> str:

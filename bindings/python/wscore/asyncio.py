@@ -62,6 +62,10 @@ class WebSocket:
     state = property(lambda self: self._ws.state, doc="WS_STATE_* (0 connecting .. 3 closed).")
     buffered_amount = property(lambda self: self._ws.buffered_amount, doc="Bytes queued, not yet written.")
 
+    def release_handshake(self) -> None:
+        """Frees the handshake the library keeps; ``request`` and ``response_headers`` keep a copy."""
+        self._ws.release_handshake()
+
     def fileno(self) -> int:
         """The descriptor the loop watches (readable when there is something to take)."""
         return self._fd

@@ -928,11 +928,18 @@ void feed(ws_conn* c, uint8_t* data, size_t len) {
   net::Loop& l = *c->loop;
   l.out_refs.clear();  // (left by a feed whose connection closed before its flush)
   l.out_refs_owner = c;
+  // Callback mode's whole messages go straight to on_message (what
+  // on_event and deliver would do, less two calls a message).
+  const ws_options& o = *c->opts;
+  const ws_message_cb on_message = o.callback_mode && !o.cbs.on_message_part ? o.cbs.on_message : nullptr;
   size_t pos = 0;
   while (pos < len && !c->transport_closing) {
     proto::Event ev;
     pos += busy(c).receive(data + pos, len - pos, ev);
-    on_event(c, ev);
+    if (ev.type == proto::EventType::message && on_message)
+      on_message(c, ev.is_text ? WS_TEXT : WS_BINARY, ev.data, ev.size, o.cb_user);
+    else if (ev.type != proto::EventType::none)
+      on_event(c, ev);
     if (busy(c).state() == proto::State::closed) break;
   }
   c->in_feed = false;
@@ -1259,9 +1266,20 @@ constexpr size_t kWriteByReference = 64u << 10;
 // costs less than copying this much).
 constexpr size_t kRefInOutput = 2048;
 
-proto::SendResult frame_data(ws_conn* c, bool fragment, int type, bool fin, const uint8_t* p, size_t n) {
+proto::SendResult frame_large(ws_conn* c, proto::Session& s, bool fragment, proto::Opcode op, bool fin,
+                              const uint8_t* p, size_t n);
+
+inline proto::SendResult frame_data(ws_conn* c, bool fragment, int type, bool fin, const uint8_t* p, size_t n) {
   proto::Opcode op = type == WS_TEXT ? proto::Opcode::text : proto::Opcode::binary;
   proto::Session& s = busy(c);
+  // A small whole message (an echo's, a request's answer) goes into the
+  // output, inline; larger ones may be written from where they lie.
+  if (n < kRefInOutput && !fragment) return s.send_message(op, p, n, proto::Utf8Checked::yes);
+  return frame_large(c, s, fragment, op, fin, p, n);
+}
+
+proto::SendResult frame_large(ws_conn* c, proto::Session& s, bool fragment, proto::Opcode op, bool fin,
+                              const uint8_t* p, size_t n) {
   // The frame's header only: the payload is written from where it lies.
   auto by_reference = [&] {
     return fragment ? s.send_fragment_by_reference(op, p, n, fin, proto::Utf8Checked::yes)

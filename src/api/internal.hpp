@@ -411,11 +411,23 @@ void revoke_send_bias(ws_conn* c);  // another thread's guard while biased; retu
 
 class SendGuard {
  public:
-  explicit SendGuard(ws_conn* c) : c_(c) {
-    if (c->send_bias.load(std::memory_order_acquire) != kUnbiased) {
-      if (c->loop->on_loop_thread()) return;  // the loop's clearing task has not run: nobody else is in
-      revoke_send_bias(c);
-    }
+  // The biased loop thread's case inline (every callback-mode send), the
+  // rest out of line.
+  [[gnu::always_inline]] explicit SendGuard(ws_conn* c) : c_(c) {
+    if (c->send_bias.load(std::memory_order_acquire) != kUnbiased && c->loop->on_loop_thread())
+      return;  // the loop's clearing task has not run: nobody else is in
+    enter(c);
+  }
+  ~SendGuard() {
+    if (loop_) c_->loop_send_depth--;
+    if (locked_) c_->send_mu.unlock();
+  }
+  SendGuard(const SendGuard&) = delete;
+  SendGuard& operator=(const SendGuard&) = delete;
+
+ private:
+  [[gnu::noinline]] void enter(ws_conn* c) {
+    if (c->send_bias.load(std::memory_order_acquire) != kUnbiased) revoke_send_bias(c);
     if (c->loop->on_loop_thread()) {
       // A callback that one of the loop thread's own sends ran (on_close,
       // when the send's write failed) may send again: the lock is held
@@ -426,14 +438,6 @@ class SendGuard {
     c->send_mu.lock();
     locked_ = true;
   }
-  ~SendGuard() {
-    if (loop_) c_->loop_send_depth--;
-    if (locked_) c_->send_mu.unlock();
-  }
-  SendGuard(const SendGuard&) = delete;
-  SendGuard& operator=(const SendGuard&) = delete;
-
- private:
   ws_conn* c_;
   bool locked_ = false;
   bool loop_ = false;

@@ -137,40 +137,16 @@ bool Session::whole_text_ok(const uint8_t* p, size_t n, Event& ev) {
   return true;
 }
 
-size_t Session::receive(uint8_t* data, size_t len, Event& ev) {
+void Session::drop_joined() {
+  msg_.clear();
+  msg_.release_if_above(kRetainedCapacity);
+}
+
+// Everything but receive()'s inline case (which it also handles the same way).
+size_t Session::receive_general(uint8_t* data, size_t len, Event& ev) {
   ev = Event{};
   if (state_ == State::closed || close_received_) return len;  // nothing more is read
   size_t pos = 0;
-  // Fast path, the common case: a whole single-frame text or binary message
-  // with a 7- or 16-bit length, no RSV bits, masked as the role requires,
-  // and no message in progress. Decoded from its bytes directly and
-  // delivered in place; anything else takes the general path below, which
-  // gives the same result for these frames (fuzz_session checks that).
-  if (!in_payload_ && dec_.idle() && rx_msg_op_ == Opcode::continuation && len >= 2) {
-    const uint8_t b0 = data[0], b1 = data[1];
-    const uint8_t want_mask = cfg_.role == Role::server ? 0x80 : 0;
-    if ((b0 == 0x81 || b0 == 0x82) && (b1 & 0x80) == want_mask && (b1 & 0x7F) != 127) {
-      size_t n = b1 & 0x7F, at = 2;
-      if (n == 126) {
-        n = len >= 4 ? (size_t(data[2]) << 8) | data[3] : SIZE_MAX;
-        at = 4;
-      }
-      const size_t payload = at + (want_mask ? 4 : 0);
-      if (n != SIZE_MAX && len >= payload && len - payload >= n && n <= cfg_.max_message_size) {
-        uint8_t* p = data + payload;
-        if (want_mask) mask_bytes(p, n, data + at, 0);
-        const bool text = b0 == 0x81;
-        if (text && !whole_text_ok(p, n, ev)) return len;
-        if (!msg_.empty()) msg_.clear();  // an earlier joined message's bytes
-        msg_.release_if_above(kRetainedCapacity);
-        ev.type = EventType::message;
-        ev.is_text = text;
-        ev.data = p;
-        ev.size = n;
-        return payload + n;
-      }
-    }
-  }
   while (pos < len || (in_payload_ && remaining_ == 0)) {
     if (!in_payload_) {
       size_t used = 0;

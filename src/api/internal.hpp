@@ -13,7 +13,6 @@
 #include <forward_list>
 #include <memory>
 #include <mutex>
-#include <optional>
 #include <set>
 #include <string>
 #include <vector>

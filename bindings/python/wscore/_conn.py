@@ -404,16 +404,20 @@ class WebSocket:
         """The negotiated subprotocol, or None."""
         return _s(lib.ws_subprotocol(self._handle())) or None
 
+    def _handshake_head_locked(self):
+        """The Request (server side) or the response Headers (client side); under self._lock,
+        so that release_handshake never frees what the library keeps while it is read."""
+        if self._head is not None:
+            return self._head
+        h = self._handle()
+        if lib.ws_is_server(h):
+            return Request(_s(lib.ws_request_target(h)), _s(lib.ws_request_path(h)),
+                           _s(lib.ws_request_query(h)), _headers_of(h))
+        return _headers_of(h)
+
     def _handshake_head(self):
-        """The Request (server side) or the response Headers (client side)."""
-        with self._lock:  # not while release_handshake frees what the library keeps
-            if self._head is not None:
-                return self._head
-            h = self._handle()
-            if lib.ws_is_server(h):
-                return Request(_s(lib.ws_request_target(h)), _s(lib.ws_request_path(h)),
-                               _s(lib.ws_request_query(h)), _headers_of(h))
-            return _headers_of(h)
+        with self._lock:
+            return self._handshake_head_locked()
 
     @property
     def request(self) -> Optional[Request]:
@@ -435,10 +439,9 @@ class WebSocket:
         subprotocol and ``remote_address`` are unaffected. Worth it for servers that
         hold many connections open. Idempotent.
         """
-        head = self._handshake_head()
         with self._lock:
-            h = self._handle()
-            self._head = head
+            h = self._handle()  # ConnectionClosed once released
+            self._head = self._handshake_head_locked()
             _check(lib.ws_release_handshake(h))
 
     @property

@@ -1058,7 +1058,7 @@ void on_tls_read(ws_conn* c, char* buf, size_t n) {
     do {
       m = e.read_plaintext(p + filled, net::Loop::kReadBufferSize - filled);
       filled += m;
-    } while (m > 0 && net::Loop::kReadBufferSize - filled >= net::TlsEngine::kRecordPlaintext);
+    } while (m > 0 && net::Loop::kReadBufferSize - filled > net::TlsEngine::kRecordPlaintext);
     if (filled == 0) break;
     on_plain(c, buf, filled);
   }

@@ -1,5 +1,7 @@
 #include "net/tls.hpp"
 
+#include "net/tls13.hpp"
+
 #include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
@@ -149,8 +151,14 @@ bool load_identity(SSL_CTX* c, const std::string& cert_file, const std::string& 
   return true;
 }
 
+void keylog_hook(const SSL* ssl, const char* line);
+
 void common_settings(SSL_CTX* c) {
   SSL_CTX_set_min_proto_version(c, TLS1_2_VERSION);
+  // Where the engine learns the application traffic secrets it takes over
+  // (TlsEngine::take_over_records); lines of engines that keep OpenSSL's
+  // records are dropped at once.
+  SSL_CTX_set_keylog_callback(c, keylog_hook);
   // Idle connections (most WebSockets, most of the time) give back their
   // 2 x ~34 KiB record buffers.
   SSL_CTX_set_mode(c, SSL_MODE_RELEASE_BUFFERS);
@@ -179,7 +187,10 @@ int select_alpn(SSL*, const unsigned char** out, unsigned char* outlen, const un
 TlsContext::~TlsContext() { reset(); }
 
 TlsContext::TlsContext(TlsContext&& o) noexcept
-    : ctx_(std::exchange(o.ctx_, nullptr)), server_(o.server_), insecure_(o.insecure_) {}
+    : ctx_(std::exchange(o.ctx_, nullptr)),
+      server_(o.server_),
+      insecure_(o.insecure_),
+      openssl_records_(o.openssl_records_) {}
 
 TlsContext& TlsContext::operator=(TlsContext&& o) noexcept {
   if (this != &o) {
@@ -187,6 +198,7 @@ TlsContext& TlsContext::operator=(TlsContext&& o) noexcept {
     ctx_ = std::exchange(o.ctx_, nullptr);
     server_ = o.server_;
     insecure_ = o.insecure_;
+    openssl_records_ = o.openssl_records_;
   }
   return *this;
 }
@@ -226,6 +238,7 @@ bool TlsContext::init_client(const TlsClientConfig& cfg, std::string* error) noe
   ctx_ = c;
   server_ = false;
   insecure_ = cfg.insecure_skip_verify;
+  openssl_records_ = cfg.openssl_records;
   return true;
 }
 
@@ -258,6 +271,7 @@ bool TlsContext::init_server(const TlsServerConfig& cfg, std::string* error) noe
   ctx_ = c;
   server_ = true;
   insecure_ = false;
+  openssl_records_ = cfg.openssl_records;
   return true;
 }
 
@@ -349,10 +363,116 @@ struct TlsBio {
   }
 };
 
+// What the handshake showed that the record layer needs: the application
+// traffic secrets (from the key log) and how many records each side has
+// protected with them (from the message callback: every record after a
+// side's Finished is under its application key).
+struct TlsEngine::Handoff {
+  uint8_t client_secret[Tls13Keys::kMaxSecret];
+  uint8_t server_secret[Tls13Keys::kMaxSecret];
+  uint8_t client_len = 0, server_len = 0;
+  bool own_finished = false, peer_finished = false;
+  uint64_t tx_records = 0, rx_records = 0;
+  ~Handoff() {
+    OPENSSL_cleanse(client_secret, sizeof client_secret);
+    OPENSSL_cleanse(server_secret, sizeof server_secret);
+  }
+};
+
+// Our record layer: keys, a record's plaintext that did not fit the
+// caller's buffer, a post-handshake message under way, and what the SSL
+// object answered before it went.
+struct TlsEngine::Own {
+  Tls13Keys keys;
+  std::vector<uint8_t> plain;  // plaintext of one record, served from plain_pos
+  size_t plain_pos = 0;
+  uint64_t rekey_after = uint64_t{1} << 24;
+  uint32_t hs_left = 0;  // body bytes of the message under way
+  uint8_t hs_head[4];    // its header, hs_have bytes of it so far
+  uint8_t hs_have = 0;
+  uint8_t key_update = 0;
+  bool peer_certificate = false;
+  std::string alpn, server_name;
+  bool message_open() const { return hs_have > 0; }
+};
+
+struct TlsHooks {
+  static TlsEngine* engine(const SSL* ssl) { return static_cast<TlsEngine*>(SSL_get_app_data(ssl)); }
+
+  // "CLIENT_TRAFFIC_SECRET_0 <client random> <secret>", both in hex.
+  static void keylog(const SSL* ssl, const char* line) {
+    TlsEngine* e = engine(ssl);
+    if (!e || !e->handoff_) return;
+    TlsEngine::Handoff& h = *e->handoff_;
+    uint8_t* dst;
+    uint8_t* len;
+    const char* p;
+    if (std::strncmp(line, "CLIENT_TRAFFIC_SECRET_0 ", 24) == 0) {
+      dst = h.client_secret, len = &h.client_len, p = line + 24;
+    } else if (std::strncmp(line, "SERVER_TRAFFIC_SECRET_0 ", 24) == 0) {
+      dst = h.server_secret, len = &h.server_len, p = line + 24;
+    } else {
+      return;
+    }
+    p = std::strchr(p, ' ');
+    if (!p) return;
+    p++;
+    size_t hex = std::strlen(p);
+    if (hex % 2 != 0 || hex / 2 > Tls13Keys::kMaxSecret) return;
+    auto nibble = [](char ch) -> int {
+      if (ch >= '0' && ch <= '9') return ch - '0';
+      if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
+      if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
+      return -1;
+    };
+    for (size_t i = 0; i < hex / 2; i++) {
+      int hi = nibble(p[2 * i]), lo = nibble(p[2 * i + 1]);
+      if (hi < 0 || lo < 0) {
+        *len = 0;
+        return;
+      }
+      dst[i] = static_cast<uint8_t>(hi << 4 | lo);
+    }
+    *len = static_cast<uint8_t>(hex / 2);
+  }
+
+  static void message(int write_p, int, int content_type, const void* buf, size_t len, SSL* ssl, void*) {
+    TlsEngine* e = engine(ssl);
+    if (!e || !e->handoff_) return;
+    TlsEngine::Handoff& h = *e->handoff_;
+    if (content_type == SSL3_RT_HEADER) {
+      if (write_p && h.own_finished) h.tx_records++;
+      if (!write_p && h.peer_finished) h.rx_records++;
+    } else if (content_type == SSL3_RT_HANDSHAKE && len > 0 &&
+               static_cast<const uint8_t*>(buf)[0] == SSL3_MT_FINISHED) {
+      (write_p ? h.own_finished : h.peer_finished) = true;
+    }
+  }
+};
+
+namespace {
+void keylog_hook(const SSL* ssl, const char* line) { TlsHooks::keylog(ssl, line); }
+}  // namespace
+
+TlsEngine::TlsEngine() noexcept = default;
 TlsEngine::~TlsEngine() { free_all(); }
+
+void TlsEngine::set_rekey_interval(uint64_t records) noexcept {
+  if (own_ && records > 0) own_->rekey_after = records;
+}
+
+bool TlsEngine::send_record(uint8_t content_type, const uint8_t* p, size_t n) noexcept {
+  return own_ && state_ != TlsState::failed && own_seal(content_type, p, n);
+}
+
+size_t TlsEngine::ciphertext_memory() const noexcept {
+  return in_.capacity() + out_.capacity() + held_.capacity() + (own_ ? own_->plain.capacity() : 0);
+}
 
 TlsEngine::TlsEngine(TlsEngine&& o) noexcept
     : ssl_(std::exchange(o.ssl_, nullptr)),
+      handoff_(std::move(o.handoff_)),
+      own_(std::move(o.own_)),
       bio_(std::exchange(o.bio_, nullptr)),
       in_(std::move(o.in_)),
       in_pos_(std::exchange(o.in_pos_, 0)),
@@ -363,12 +483,16 @@ TlsEngine::TlsEngine(TlsEngine&& o) noexcept
       shutdown_sent_(o.shutdown_sent_),
       error_(std::move(o.error_)) {
   if (bio_) BIO_set_data(bio_, this);
+  if (ssl_) SSL_set_app_data(ssl_, this);
 }
 
 TlsEngine& TlsEngine::operator=(TlsEngine&& o) noexcept {
   if (this != &o) {
     free_all();
     ssl_ = std::exchange(o.ssl_, nullptr);
+    if (ssl_) SSL_set_app_data(ssl_, this);
+    handoff_ = std::move(o.handoff_);
+    own_ = std::move(o.own_);
     bio_ = std::exchange(o.bio_, nullptr);
     in_ = std::move(o.in_);
     in_pos_ = std::exchange(o.in_pos_, 0);
@@ -387,6 +511,8 @@ void TlsEngine::free_all() noexcept {
   SSL_free(ssl_);  // frees the BIO, which SSL_set_bio handed to it
   ssl_ = nullptr;
   bio_ = nullptr;
+  handoff_.reset();
+  own_.reset();
   std::vector<uint8_t>().swap(in_);
   in_pos_ = 0;
   std::vector<uint8_t>().swap(out_);
@@ -417,6 +543,11 @@ bool TlsEngine::init_common(const TlsContext& ctx, bool server, std::string* err
   // takes over the one reference.
   SSL_set_bio(ssl_, bio, bio);
   bio_ = bio;
+  SSL_set_app_data(ssl_, this);
+  if (!ctx.openssl_records()) {
+    handoff_.reset(new (std::nothrow) Handoff);
+    if (handoff_) SSL_set_msg_callback(ssl_, TlsHooks::message);
+  }
   server_ = server;
   state_ = TlsState::handshaking;
   return true;
@@ -478,6 +609,10 @@ bool TlsEngine::init_server(const TlsContext& ctx, std::string* error) noexcept 
 void TlsEngine::set_failed(std::string msg) noexcept {
   state_ = TlsState::failed;
   held_.clear();
+  if (own_) {  // a record's plaintext not yet read is not handed up after a failure
+    std::vector<uint8_t>().swap(own_->plain);
+    own_->plain_pos = 0;
+  }
   error_ = std::move(msg);
 }
 
@@ -503,6 +638,7 @@ void TlsEngine::drive_handshake() noexcept {
   int r = SSL_do_handshake(ssl_);
   if (r == 1) {
     state_ = TlsState::open;
+    take_over_records();
     flush();  // what the session wrote while the handshake was under way
     return;
   }
@@ -527,8 +663,220 @@ TlsState TlsEngine::feed_ciphertext(const uint8_t* data, size_t len) noexcept {
   return state_;
 }
 
+// ------------------------------------------------- our own records (TLS 1.3)
+
+bool TlsEngine::take_over_records() noexcept {
+  std::unique_ptr<Handoff> h = std::move(handoff_);
+  SSL_set_msg_callback(ssl_, nullptr);
+  if (!h || SSL_version(ssl_) != TLS1_3_VERSION) return false;
+  // OpenSSL reads record by record and stops at the peer's Finished; if it
+  // had read or buffered more, its record numbers and ours would differ.
+  if (h->rx_records != 0 || SSL_has_pending(ssl_)) return false;
+  const SSL_CIPHER* cipher = SSL_get_current_cipher(ssl_);
+  uint16_t suite = cipher ? SSL_CIPHER_get_protocol_id(cipher) : 0;
+  if (!Tls13Keys::supports(suite) || h->client_len == 0 || h->client_len != h->server_len) return false;
+  std::unique_ptr<Own> own(new (std::nothrow) Own);
+  if (!own) return false;
+  const uint8_t* tx = server_ ? h->server_secret : h->client_secret;
+  const uint8_t* rx = server_ ? h->client_secret : h->server_secret;
+  // The server has sent its session tickets under its key by now; the client nothing.
+  if (!own->keys.init(suite, tx, rx, h->client_len, h->tx_records, 0)) {
+    ERR_clear_error();
+    return false;
+  }
+  try {
+    own->alpn = alpn();
+    own->server_name = server_name();
+  } catch (const std::bad_alloc&) {
+    return false;
+  }
+  own->peer_certificate = peer_certificate_present();
+  SSL_free(ssl_);  // and the BIO; in_ keeps whatever followed the handshake
+  ssl_ = nullptr;
+  bio_ = nullptr;
+  own_ = std::move(own);
+  return true;
+}
+
+size_t TlsEngine::own_fail(uint8_t alert, std::string msg) noexcept {
+  if (state_ != TlsState::failed) {
+    const uint8_t body[2] = {2, alert};  // fatal
+    if (!shutdown_sent_) own_seal(21, body, sizeof body);
+    set_failed(std::move(msg));
+  }
+  return 0;
+}
+
+bool TlsEngine::own_seal(uint8_t type, const uint8_t* p, size_t n) noexcept {
+  Own& o = *own_;
+  try {
+    do {
+      if (type == 23 && o.keys.tx_seq() >= o.rekey_after && !own_key_update(false)) return false;
+      size_t k = std::min(n, Tls13Keys::kMaxPlaintext);
+      size_t rec = Tls13Keys::kHeader + k + 1 + Tls13Keys::kTag;
+      size_t at = out_.size();
+      if (out_.capacity() - at < rec) out_.reserve(std::max({at + rec, 2 * out_.capacity(), TlsBio::kOutReserve}));
+      out_.resize(at + rec);
+      if (!o.keys.seal(type, p, k, out_.data() + at)) {
+        out_.resize(at);
+        ERR_clear_error();
+        set_failed("TLS record encryption failed");
+        return false;
+      }
+      p += k;
+      n -= k;
+    } while (n > 0);
+  } catch (const std::bad_alloc&) {
+    set_failed("out of memory buffering TLS output");
+    return false;
+  }
+  return true;
+}
+
+bool TlsEngine::own_key_update(bool request_peer) noexcept {
+  // KeyUpdate under the current key; everything after it under the next.
+  const uint8_t msg[5] = {24, 0, 0, 1, static_cast<uint8_t>(request_peer ? 1 : 0)};
+  if (!own_seal(22, msg, sizeof msg)) return false;
+  if (!own_->keys.update_tx()) {
+    set_failed("TLS key update failed");
+    return false;
+  }
+  return true;
+}
+
+// Post-handshake messages, which may span records or share one.
+bool TlsEngine::own_handshake_bytes(const uint8_t* p, size_t n) noexcept {
+  Own& o = *own_;
+  while (n > 0) {
+    if (o.hs_have < 4) {
+      size_t take = std::min<size_t>(4 - o.hs_have, n);
+      std::memcpy(o.hs_head + o.hs_have, p, take);
+      o.hs_have = static_cast<uint8_t>(o.hs_have + take);
+      p += take;
+      n -= take;
+      if (o.hs_have < 4) return true;
+      o.hs_left = uint32_t{o.hs_head[1]} << 16 | uint32_t{o.hs_head[2]} << 8 | o.hs_head[3];
+      uint8_t type = o.hs_head[0];
+      if (type == SSL3_MT_KEY_UPDATE) {
+        if (o.hs_left != 1) return own_fail(kAlertDecodeError, "malformed TLS KeyUpdate"), false;
+      } else if (type != SSL3_MT_NEWSESSION_TICKET || server_) {
+        return own_fail(kAlertUnexpectedMessage, "unexpected TLS handshake message " + std::to_string(type) +
+                                                     " after the handshake"),
+               false;
+      }
+    }
+    size_t take = std::min<size_t>(o.hs_left, n);
+    if (take > 0 && o.hs_head[0] == SSL3_MT_KEY_UPDATE) o.key_update = p[0];
+    p += take;
+    n -= take;
+    o.hs_left -= static_cast<uint32_t>(take);
+    if (o.hs_left > 0) return true;
+    o.hs_have = 0;  // a whole message; a ticket is dropped (we do not resume)
+    if (o.hs_head[0] == SSL3_MT_KEY_UPDATE) {
+      // The peer's next record is under its next key, so nothing may follow
+      // in this one (RFC 8446 5.1).
+      if (n > 0) return own_fail(kAlertUnexpectedMessage, "TLS KeyUpdate not at the end of its record"), false;
+      if (o.key_update > 1) return own_fail(kAlertIllegalParameter, "malformed TLS KeyUpdate"), false;
+      if (!o.keys.update_rx()) return own_fail(kAlertInternalError, "TLS key update failed"), false;
+      if (o.key_update == 1 && !shutdown_sent_ && !own_key_update(false)) return false;
+    }
+  }
+  return true;
+}
+
+size_t TlsEngine::own_read(uint8_t* out, size_t cap) noexcept {
+  Own& o = *own_;
+  for (;;) {
+    if (o.plain_pos < o.plain.size()) {
+      size_t n = std::min(cap, o.plain.size() - o.plain_pos);
+      std::memcpy(out, o.plain.data() + o.plain_pos, n);
+      o.plain_pos += n;
+      if (o.plain_pos == o.plain.size()) {
+        std::vector<uint8_t>().swap(o.plain);
+        o.plain_pos = 0;
+      }
+      return n;
+    }
+    if (state_ != TlsState::open) return 0;
+    size_t have = in_.size() - in_pos_;
+    if (have < Tls13Keys::kHeader) return 0;
+    const uint8_t* head = in_.data() + in_pos_;
+    size_t body = size_t{head[3]} << 8 | head[4];
+    if (head[0] != 23)
+      return own_fail(kAlertUnexpectedMessage, "unexpected TLS record type " + std::to_string(head[0]) +
+                                                   " after the handshake");
+    if (body > Tls13Keys::kMaxCiphertext) return own_fail(kAlertRecordOverflow, "TLS record too long");
+    if (have < Tls13Keys::kHeader + body) return 0;
+    if (body < Tls13Keys::kTag + 1) return own_fail(kAlertBadRecordMac, "decryption failed or bad record mac");
+    size_t n = body - Tls13Keys::kTag;
+    // Straight into the caller's buffer when the record fits, as a rule.
+    bool direct = cap >= n;
+    uint8_t* dst = out;
+    if (!direct) {
+      try {
+        o.plain.resize(n);
+      } catch (const std::bad_alloc&) {
+        return own_fail(kAlertInternalError, "out of memory reading TLS");
+      }
+      dst = o.plain.data();
+    }
+    uint8_t alert = o.keys.open(head, head + Tls13Keys::kHeader, body, dst);
+    in_pos_ += Tls13Keys::kHeader + body;
+    if (in_pos_ == in_.size()) {
+      std::vector<uint8_t>().swap(in_);
+      in_pos_ = 0;
+    }
+    if (alert) {
+      std::vector<uint8_t>().swap(o.plain);
+      ERR_clear_error();
+      return own_fail(alert, "decryption failed or bad record mac");
+    }
+    // TLSInnerPlaintext: content, the real type, zero padding.
+    while (n > 0 && dst[n - 1] == 0) n--;
+    if (n == 0) return own_fail(kAlertUnexpectedMessage, "TLS record without a content type");
+    uint8_t type = dst[--n];
+    if (n > Tls13Keys::kMaxPlaintext) return own_fail(kAlertRecordOverflow, "TLS record too long");
+    if (type != 22 && o.message_open())
+      return own_fail(kAlertUnexpectedMessage, "TLS handshake message interrupted by another record");
+    if (type == 23) {
+      if (direct) {
+        if (n > 0) return n;
+        continue;  // empty records are allowed
+      }
+      if (n == 0)
+        std::vector<uint8_t>().swap(o.plain);
+      else
+        o.plain.resize(n);
+      o.plain_pos = 0;
+      continue;
+    }
+    std::vector<uint8_t> done;
+    if (!direct) done.swap(o.plain);  // not data: freed once read
+    if (type == 21) {
+      if (n != 2) return own_fail(kAlertDecodeError, "malformed TLS alert");
+      if (dst[1] == kAlertCloseNotify) {
+        state_ = TlsState::closed;
+        return 0;
+      }
+      if (dst[1] == kAlertUserCanceled) continue;  // a close_notify is to follow (RFC 8446 6.1)
+      // OpenSSL's own words for it ("tlsv1 alert unknown ca"), as before the handoff.
+      const char* why = ERR_reason_error_string(ERR_PACK(ERR_LIB_SSL, 0, SSL_AD_REASON_OFFSET + dst[1]));
+      set_failed(why ? why : "TLS alert " + std::to_string(dst[1]) + " from the peer");
+      return 0;
+    }
+    if (type == 22) {
+      if (n == 0) return own_fail(kAlertUnexpectedMessage, "empty TLS handshake record");
+      if (!own_handshake_bytes(dst, n)) return 0;
+      continue;
+    }
+    return own_fail(kAlertUnexpectedMessage, "unexpected TLS content type " + std::to_string(type));
+  }
+}
+
 size_t TlsEngine::read_plaintext(uint8_t* out, size_t cap) noexcept {
-  if (state_ != TlsState::open || cap == 0) return 0;
+  if (cap == 0) return 0;
+  if (own_) return own_read(out, cap);
+  if (state_ != TlsState::open) return 0;
   ERR_clear_error();
   size_t n = 0;
   int r = SSL_read_ex(ssl_, out, cap, &n);
@@ -562,7 +910,9 @@ size_t TlsEngine::write_plaintext(const uint8_t* data, size_t len) noexcept {
       len -= top;
     }
     size_t whole = len - len % kRecordPlaintext;
-    if (whole > 0 && state_ != TlsState::failed) {
+    if (whole > 0 && state_ != TlsState::failed && own_) {
+      if (!own_seal(23, data, whole)) return 0;
+    } else if (whole > 0 && state_ != TlsState::failed) {
       ERR_clear_error();
       size_t done = 0;
       if (SSL_write_ex(ssl_, data, whole, &done) != 1) {
@@ -581,6 +931,10 @@ size_t TlsEngine::write_plaintext(const uint8_t* data, size_t len) noexcept {
 
 void TlsEngine::flush() noexcept {
   if (held_.empty() || !handshake_done() || shutdown_sent_) return;
+  if (own_) {
+    if (own_seal(23, held_.data(), held_.size())) std::vector<uint8_t>().swap(held_);
+    return;
+  }
   ERR_clear_error();
   size_t done = 0;
   // Our BIO never pushes back, so a write takes everything or fails.
@@ -596,7 +950,7 @@ size_t TlsEngine::pending_ciphertext() const noexcept {
 }
 
 size_t TlsEngine::take_ciphertext(std::vector<uint8_t>* out) noexcept {
-  if (!ssl_) return 0;
+  if (!ssl_ && !own_) return 0;
   flush();
   size_t n = out_.size();
   if (n == 0) return 0;
@@ -615,8 +969,12 @@ size_t TlsEngine::take_ciphertext(std::vector<uint8_t>* out) noexcept {
 }
 
 void TlsEngine::shutdown() noexcept {
-  if (!ssl_ || shutdown_sent_) return;
-  if (handshake_done()) {
+  if ((!ssl_ && !own_) || shutdown_sent_) return;
+  if (own_) {
+    flush();
+    const uint8_t close_notify[2] = {1, kAlertCloseNotify};
+    if (state_ != TlsState::failed) own_seal(21, close_notify, sizeof close_notify);
+  } else if (handshake_done()) {
     flush();
     if (state_ != TlsState::failed) {
       ERR_clear_error();
@@ -631,10 +989,12 @@ void TlsEngine::shutdown() noexcept {
 }
 
 const char* TlsEngine::protocol_version() const noexcept {
+  if (own_) return "TLSv1.3";
   return ssl_ && handshake_done() ? SSL_get_version(ssl_) : "";
 }
 
 std::string TlsEngine::alpn() const {
+  if (own_) return own_->alpn;
   if (!ssl_) return "";
   const unsigned char* p = nullptr;
   unsigned int n = 0;
@@ -643,11 +1003,13 @@ std::string TlsEngine::alpn() const {
 }
 
 std::string TlsEngine::server_name() const {
+  if (own_) return own_->server_name;
   const char* n = ssl_ ? SSL_get_servername(ssl_, TLSEXT_NAMETYPE_host_name) : nullptr;
   return n ? std::string(n) : std::string();
 }
 
 bool TlsEngine::peer_certificate_present() const noexcept {
+  if (own_) return own_->peer_certificate;
   return ssl_ && SSL_get0_peer_certificate(ssl_) != nullptr;
 }
 

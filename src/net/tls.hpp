@@ -24,6 +24,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -41,6 +42,7 @@ struct TlsClientConfig {
   std::string cert_file, key_file;      // client certificate (mutual TLS), optional
   std::string cert_pem, key_pem;        //   ... or as PEM text
   bool insecure_skip_verify = false;    // accept any certificate and any host name
+  bool openssl_records = false;         // keep OpenSSL's record layer after the handshake (tests)
 };
 
 struct TlsServerConfig {
@@ -48,6 +50,7 @@ struct TlsServerConfig {
   std::string cert_pem, key_pem;        //   ... or as PEM text
   bool verify_client = false;           // require a client certificate ...
   std::string ca_file, ca_dir, ca_pem;  //   ... issued by one of these (one is needed)
+  bool openssl_records = false;         // keep OpenSSL's record layer after the handshake (tests)
 };
 
 // An SSL_CTX: the shared, read-only part (trust store, certificate, key).
@@ -70,6 +73,7 @@ class TlsContext {
   bool valid() const noexcept { return ctx_ != nullptr; }
   bool is_server() const noexcept { return server_; }
   bool insecure() const noexcept { return insecure_; }
+  bool openssl_records() const noexcept { return openssl_records_; }
   SSL_CTX* native() const noexcept { return ctx_; }
 
  private:
@@ -77,6 +81,7 @@ class TlsContext {
   SSL_CTX* ctx_ = nullptr;
   bool server_ = false;
   bool insecure_ = false;
+  bool openssl_records_ = false;
 };
 
 enum class TlsState {
@@ -93,13 +98,23 @@ const char* tls_state_name(TlsState s) noexcept;
 // buffers (ciphertext in, ciphertext out) hold memory only while they hold
 // bytes: an idle connection keeps none (memory BIOs keep their high-water
 // mark, ~1.5 KB after a handshake, plus ~1.1 KB for the two BIOs).
+//
+// After a TLS 1.3 handshake with one of its three AEAD suites, the engine
+// takes the application traffic secrets and record numbers from OpenSSL
+// (its key log and message callbacks), frees the SSL object and protects
+// records itself (tls13.hpp): an idle wss connection then keeps ~2 KB of
+// cipher state instead of ~14 KB. Post-handshake messages are handled as
+// RFC 8446 4.6 says: KeyUpdate (answered when asked, and sent before 2^24
+// records under one key), NewSessionTicket (a client ignores it: we do not
+// resume), anything else is unexpected_message. TLS 1.2, and TLS 1.3 with
+// another suite, keep OpenSSL's record layer.
 class TlsEngine {
  public:
   // Plaintext is gathered up to this much before it becomes records, so many
   // small writes in one loop turn make a few full records, not one each.
   static constexpr size_t kRecordPlaintext = 16384;
 
-  TlsEngine() = default;
+  TlsEngine() noexcept;
   ~TlsEngine();
   TlsEngine(TlsEngine&& o) noexcept;
   TlsEngine& operator=(TlsEngine&& o) noexcept;
@@ -136,12 +151,25 @@ class TlsEngine {
   // Plaintext accepted but not yet turned into records.
   size_t pending_plaintext() const noexcept { return held_.size(); }
   // Memory the engine holds in buffers of its own (ciphertext both ways, held
-  // plaintext): 0 once everything fed was read and everything written was taken.
-  size_t ciphertext_memory() const noexcept { return in_.capacity() + out_.capacity() + held_.capacity(); }
+  // plaintext, a record's plaintext not yet read): 0 once everything fed was
+  // read and everything written was taken.
+  size_t ciphertext_memory() const noexcept;
 
   // Sends close_notify (after flushing held plaintext, if the handshake is
   // done); later writes are refused. Idempotent. Take the ciphertext after.
   void shutdown() noexcept;
+
+  // Whether records are protected here rather than by OpenSSL (see above).
+  bool own_records() const noexcept { return own_ != nullptr; }
+  // Records sent under one key before a KeyUpdate (own records; default 2^24,
+  // under RFC 8446 5.5's limit for AES-GCM). Tests lower it.
+  void set_rekey_interval(uint64_t records) noexcept;
+  // Tests: sends one record of any content type and content under the
+  // current key, as it is (own records only; false otherwise).
+  bool send_record(uint8_t content_type, const uint8_t* p, size_t n) noexcept;
+  // The SSL object while OpenSSL does the records (nullptr after the
+  // handoff); for tests that drive OpenSSL directly (SSL_key_update).
+  SSL* native() const noexcept { return ssl_; }
 
   TlsState state() const noexcept { return state_; }
   bool handshake_done() const noexcept { return state_ == TlsState::open || state_ == TlsState::closed; }
@@ -159,14 +187,26 @@ class TlsEngine {
   bool peer_certificate_present() const noexcept;
 
  private:
+  struct Handoff;  // during the handshake: what the key log and message callbacks saw
+  struct Own;      // after the handoff: our record layer's state
+
   bool init_common(const TlsContext& ctx, bool server, std::string* error) noexcept;
   void drive_handshake() noexcept;
+  bool take_over_records() noexcept;
+  size_t own_read(uint8_t* out, size_t cap) noexcept;
+  bool own_handshake_bytes(const uint8_t* p, size_t n) noexcept;
+  bool own_seal(uint8_t type, const uint8_t* p, size_t n) noexcept;
+  bool own_key_update(bool request_peer) noexcept;
+  size_t own_fail(uint8_t alert, std::string msg) noexcept;
   void fail_from_ssl(int ret) noexcept;
   void set_failed(std::string msg) noexcept;
   void free_all() noexcept;
 
   friend struct TlsBio;
+  friend struct TlsHooks;
   SSL* ssl_ = nullptr;
+  std::unique_ptr<Handoff> handoff_;
+  std::unique_ptr<Own> own_;
   BIO* bio_ = nullptr;            // SSL's read and write BIO; its data points here
   std::vector<uint8_t> in_;       // ciphertext from the peer, SSL reads from in_pos_
   size_t in_pos_ = 0;

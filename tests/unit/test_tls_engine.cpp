@@ -6,6 +6,8 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <memory>  // before cmocka.h, whose fail() macro breaks <ios>
 extern "C" {
 #include <cmocka.h>
 }
@@ -414,6 +416,372 @@ static void test_tls12(void**) {
   assert_int_equal(q.server.state(), TlsState::closed);
 }
 
+
+// ------------------------------------------------- our own TLS 1.3 records
+//
+// After a TLS 1.3 handshake the engine protects records itself. Every test
+// here pairs it with OpenSSL's record layer too (openssl_records = true on
+// one side), so what one writes the other must read: the key schedule, the
+// record numbers carried over from the handshake (the server's tickets), the
+// nonces, KeyUpdate both ways.
+
+static std::vector<size_t> app_records(const std::vector<uint8_t>& wire);
+
+static void read_all_cap(TlsEngine& e, std::string* into, size_t cap) {
+  std::vector<uint8_t> buf(cap);
+  size_t n;
+  while ((n = e.read_plaintext(buf.data(), cap)) > 0) into->append(reinterpret_cast<char*>(buf.data()), n);
+}
+
+// Moves what `from` has to `to` once; reads with a buffer of `cap`.
+static std::vector<uint8_t> carry(TlsEngine& from, TlsEngine& to, std::string* got, size_t cap = 4096) {
+  std::vector<uint8_t> wire;
+  from.take_ciphertext(&wire);
+  to.feed_ciphertext(wire.data(), wire.size());
+  read_all_cap(to, got, cap);
+  return wire;
+}
+
+static std::string random_text(size_t n, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::string s(n, '\0');
+  for (auto& c : s) c = static_cast<char>(rng());
+  return s;
+}
+
+// own_client/own_server: whether each side takes the records over.
+static void setup_mixed(Pair* p, bool own_client, bool own_server, const char* suite = nullptr) {
+  TlsClientConfig cc = client_cfg(W->ca);
+  TlsServerConfig sc = server_cfg(W->leaf);
+  cc.openssl_records = !own_client;
+  sc.openssl_records = !own_server;
+  std::string err;
+  assert_true(p->cctx.init_client(cc, &err));
+  assert_true(p->sctx.init_server(sc, &err));
+  if (suite) assert_int_equal(SSL_CTX_set_ciphersuites(p->cctx.native(), suite), 1);
+  assert_true(p->client.init_client(p->cctx, "localhost", &err));
+  assert_true(p->server.init_server(p->sctx, &err));
+  pump(p);
+  assert_int_equal(p->client.state(), TlsState::open);
+  assert_int_equal(p->server.state(), TlsState::open);
+  assert_int_equal(p->client.own_records(), own_client);
+  assert_int_equal(p->server.own_records(), own_server);
+}
+
+static void test_own_records_every_suite(void**) {
+  const char* suites[] = {"TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384", "TLS_CHACHA20_POLY1305_SHA256"};
+  for (const char* suite : suites) {
+    for (int mix = 0; mix < 4; mix++) {
+      Pair p;
+      setup_mixed(&p, mix & 1, mix & 2, suite);
+      assert_string_equal(p.client.protocol_version(), "TLSv1.3");
+      assert_string_equal(p.server.protocol_version(), "TLSv1.3");
+      assert_string_equal(p.server.alpn().c_str(), "http/1.1");
+      assert_string_equal(p.client.alpn().c_str(), "http/1.1");
+      assert_string_equal(p.server.server_name().c_str(), "localhost");
+      assert_true(p.client.peer_certificate_present());
+      assert_false(p.server.peer_certificate_present());
+      // Sizes around the record boundary, read in small and in large buffers
+      // (the engine decrypts into the caller's buffer when a record fits).
+      size_t sizes[] = {1, 16383, 16384, 16385, 100000};
+      for (size_t i = 0; i < 5; i++) {
+        std::string up = random_text(sizes[i], static_cast<unsigned>(i)), down = random_text(sizes[i], 99 + i);
+        write_str(p.client, up);
+        write_str(p.server, down);
+        std::string got_up, got_down;
+        carry(p.client, p.server, &got_up, i % 2 ? 100 : 70000);
+        carry(p.server, p.client, &got_down, i % 2 ? 70000 : 100);
+        assert_true(got_up == up);
+        assert_true(got_down == down);
+      }
+      assert_int_equal(p.client.ciphertext_memory(), 0);
+      assert_int_equal(p.server.ciphertext_memory(), 0);
+      // close_notify both ways.
+      p.client.shutdown();
+      p.server.shutdown();
+      pump(&p);
+      assert_int_equal(p.client.state(), TlsState::closed);
+      assert_int_equal(p.server.state(), TlsState::closed);
+    }
+  }
+}
+
+static void test_own_records_fallbacks(void**) {
+  {
+    Pair p;  // TLS 1.2: OpenSSL keeps the records
+    setup_pair(&p, client_cfg(W->ca), server_cfg(W->leaf), "localhost");
+    SSL_CTX_set_max_proto_version(p.sctx.native(), TLS1_2_VERSION);
+    std::string err;
+    assert_true(p.server.init_server(p.sctx, &err));
+    pump(&p);
+    assert_false(p.client.own_records());
+    assert_false(p.server.own_records());
+    assert_non_null(p.server.native());
+  }
+  {
+    Pair p;  // a TLS 1.3 suite this layer does not do (CCM): OpenSSL keeps them
+    setup_pair(&p, client_cfg(W->ca), server_cfg(W->leaf), "localhost");
+    assert_int_equal(SSL_CTX_set_ciphersuites(p.sctx.native(), "TLS_AES_128_CCM_SHA256"), 1);
+    assert_int_equal(SSL_CTX_set_ciphersuites(p.cctx.native(), "TLS_AES_128_CCM_SHA256"), 1);
+    std::string err;
+    assert_true(p.client.init_client(p.cctx, "localhost", &err));
+    assert_true(p.server.init_server(p.sctx, &err));
+    write_str(p.client, "ccm");
+    pump(&p);
+    assert_int_equal(p.server.state(), TlsState::open);
+    assert_false(p.client.own_records());
+    assert_false(p.server.own_records());
+    assert_string_equal(p.server_got.c_str(), "ccm");
+  }
+  {
+    Pair p;  // the default: both sides take over, and the SSL objects are gone
+    setup_pair(&p, client_cfg(W->ca), server_cfg(W->leaf), "localhost");
+    pump(&p);
+    assert_true(p.client.own_records());
+    assert_true(p.server.own_records());
+    assert_null(p.client.native());
+    assert_null(p.server.native());
+  }
+}
+
+// Bytes the server wrote straight after the handshake (0.5-RTT data, in
+// the same flight as its tickets) and a client request sent right behind
+// its Finished are in the buffers at the handoff: they must be read with
+// the right keys.
+static void test_own_records_data_at_the_handoff(void**) {
+  for (int mix = 0; mix < 4; mix++) {
+    Pair p;
+    TlsClientConfig cc = client_cfg(W->ca);
+    TlsServerConfig sc = server_cfg(W->leaf);
+    cc.openssl_records = mix & 1;
+    sc.openssl_records = mix & 2;
+    setup_pair(&p, cc, sc, "localhost");
+    write_str(p.client, "request");
+    pump(&p);
+    assert_string_equal(p.server_got.c_str(), "request");
+    write_str(p.server, "response");
+    write_str(p.client, "more");
+    pump(&p, 7);  // in small pieces: records split across feeds
+    assert_string_equal(p.client_got.c_str(), "response");
+    assert_string_equal(p.server_got.c_str(), "requestmore");
+  }
+}
+
+static void test_own_records_key_update(void**) {
+  // OpenSSL asks for an update: the own side takes the peer's next key,
+  // answers with its own KeyUpdate, and both go on. Both roles.
+  for (int own_is_server = 0; own_is_server < 2; own_is_server++) {
+    Pair p;
+    setup_mixed(&p, !own_is_server, own_is_server);
+    TlsEngine& ossl = own_is_server ? p.client : p.server;
+    TlsEngine& own = own_is_server ? p.server : p.client;
+    for (int round = 0; round < 3; round++) {
+      assert_int_equal(SSL_key_update(ossl.native(), SSL_KEY_UPDATE_REQUESTED), 1);
+      std::string a = "update " + std::to_string(round), b = "answer " + std::to_string(round);
+      write_str(ossl, a);
+      std::string got;
+      carry(ossl, own, &got);
+      assert_true(got == a);
+      write_str(own, b);
+      got.clear();
+      std::vector<uint8_t> wire = carry(own, ossl, &got);
+      assert_true(got == b);
+      // The answer is a record of its own before the data: two records.
+      assert_int_equal(app_records(wire).size(), 2);
+      assert_int_equal(ossl.state(), TlsState::open);
+      assert_int_equal(own.state(), TlsState::open);
+    }
+    // A KeyUpdate that asks for none changes one direction only.
+    assert_int_equal(SSL_key_update(ossl.native(), SSL_KEY_UPDATE_NOT_REQUESTED), 1);
+    write_str(ossl, "quiet");
+    std::string got;
+    carry(ossl, own, &got);
+    assert_string_equal(got.c_str(), "quiet");
+    write_str(own, "still");
+    got.clear();
+    std::vector<uint8_t> wire = carry(own, ossl, &got);
+    assert_string_equal(got.c_str(), "still");
+    assert_int_equal(app_records(wire).size(), 1);
+
+    // The own side rekeys by itself every 3 records: OpenSSL reads through
+    // several generations.
+    own.set_rekey_interval(3);
+    std::string big = random_text(10 * 16384 + 5, 7);
+    write_str(own, big);
+    got.clear();
+    wire = carry(own, ossl, &got);
+    assert_true(got == big);
+    // 11 data records and a KeyUpdate before every third after the first 3.
+    assert_true(app_records(wire).size() >= 14);
+    assert_int_equal(ossl.state(), TlsState::open);
+  }
+}
+
+// A record the own side cannot accept fails it with a clear reason and an
+// alert the peer understands.
+static void expect_refused(Pair* p, bool to_server, const std::vector<uint8_t>& wire, const char* why,
+                           const char* peer_why) {
+  TlsEngine& to = to_server ? p->server : p->client;
+  TlsEngine& back = to_server ? p->client : p->server;
+  to.feed_ciphertext(wire.data(), wire.size());
+  std::string got;
+  read_all(to, &got);
+  assert_int_equal(to.state(), TlsState::failed);
+  assert_string_equal(to.error().c_str(), why);
+  uint8_t extra[16];  // nothing of a refused record is handed up, then or later
+  assert_int_equal(got.size(), 0);
+  assert_int_equal(to.read_plaintext(extra, sizeof extra), 0);
+  std::string ignored;
+  carry(to, back, &ignored);  // the alert
+  assert_int_equal(back.state(), TlsState::failed);
+  assert_string_equal(back.error().c_str(), peer_why);
+}
+
+static std::vector<uint8_t> sealed(TlsEngine& e, uint8_t type, const std::vector<uint8_t>& content) {
+  assert_true(e.send_record(type, content.data(), content.size()));
+  std::vector<uint8_t> wire;
+  e.take_ciphertext(&wire);
+  return wire;
+}
+
+static void test_own_records_refusals(void**) {
+  {
+    Pair p;  // one bit flipped: the tag does not hold
+    setup_mixed(&p, true, true);
+    write_str(p.client, "hello");
+    std::vector<uint8_t> wire;
+    p.client.take_ciphertext(&wire);
+    wire[7] ^= 1;
+    expect_refused(&p, true, wire, "decryption failed or bad record mac", "sslv3 alert bad record mac");
+  }
+  {
+    Pair p;  // a record replayed: its number is behind, so its nonce is wrong
+    setup_mixed(&p, true, true);
+    write_str(p.client, "once");
+    std::vector<uint8_t> wire;
+    p.client.take_ciphertext(&wire);
+    p.server.feed_ciphertext(wire.data(), wire.size());
+    read_all(p.server, &p.server_got);
+    assert_string_equal(p.server_got.c_str(), "once");
+    expect_refused(&p, true, wire, "decryption failed or bad record mac", "sslv3 alert bad record mac");
+  }
+  {
+    Pair p;  // a plaintext record after the handshake
+    setup_mixed(&p, true, true);
+    std::vector<uint8_t> wire = {22, 3, 3, 0, 4, 1, 0, 0, 0};
+    expect_refused(&p, true, wire, "unexpected TLS record type 22 after the handshake",
+                   "sslv3 alert unexpected message");
+  }
+  {
+    Pair p;  // longer than 2^14 + 256
+    setup_mixed(&p, true, true);
+    std::vector<uint8_t> wire = {23, 3, 3, 0x41, 0x01};
+    expect_refused(&p, true, wire, "TLS record too long", "tlsv1 alert record overflow");
+  }
+  {
+    Pair p;  // a server gets a ClientHello-typed message after the handshake
+    setup_mixed(&p, true, true);
+    expect_refused(&p, true, sealed(p.client, 22, {1, 0, 0, 0}),
+                   "unexpected TLS handshake message 1 after the handshake", "sslv3 alert unexpected message");
+  }
+  {
+    Pair p;  // a server never gets tickets
+    setup_mixed(&p, true, true);
+    expect_refused(&p, true, sealed(p.client, 22, {4, 0, 0, 1, 0}),
+                   "unexpected TLS handshake message 4 after the handshake", "sslv3 alert unexpected message");
+  }
+  {
+    Pair p;  // KeyUpdate: a value that is neither 0 nor 1; a body of two bytes
+    setup_mixed(&p, true, true);
+    expect_refused(&p, true, sealed(p.client, 22, {24, 0, 0, 1, 2}), "malformed TLS KeyUpdate",
+                   "sslv3 alert illegal parameter");
+    Pair q;
+    setup_mixed(&q, true, true);
+    expect_refused(&q, false, sealed(q.server, 22, {24, 0, 0, 2, 0, 0}), "malformed TLS KeyUpdate",
+                   "tlsv1 alert decode error");
+  }
+  {
+    Pair p;  // bytes after a KeyUpdate in its record (they would span a key change)
+    setup_mixed(&p, true, true);
+    expect_refused(&p, true, sealed(p.client, 22, {24, 0, 0, 1, 0, 24}), "TLS KeyUpdate not at the end of its record",
+                   "sslv3 alert unexpected message");
+  }
+  {
+    Pair p;  // a handshake message cut off by application data
+    setup_mixed(&p, true, true);
+    std::vector<uint8_t> wire = sealed(p.server, 22, {4, 0, 0, 9, 1, 2});
+    // Data larger than the reader's buffer: decrypted aside, then dropped.
+    std::vector<uint8_t> more = sealed(p.server, 23, std::vector<uint8_t>(5000, 'x'));
+    wire.insert(wire.end(), more.begin(), more.end());
+    expect_refused(&p, false, wire, "TLS handshake message interrupted by another record",
+                   "sslv3 alert unexpected message");
+  }
+  {
+    Pair p;  // alerts are two bytes; handshake records are not empty; content type 0 does not exist
+    setup_mixed(&p, true, true);
+    expect_refused(&p, true, sealed(p.client, 21, {2, 40, 0}), "malformed TLS alert", "tlsv1 alert decode error");
+    Pair q;
+    setup_mixed(&q, true, true);
+    expect_refused(&q, true, sealed(q.client, 22, {}), "empty TLS handshake record", "sslv3 alert unexpected message");
+    Pair r;
+    setup_mixed(&r, true, true);
+    expect_refused(&r, true, sealed(r.client, 0, {0, 0}), "TLS record without a content type",
+                   "sslv3 alert unexpected message");
+  }
+  {
+    Pair p;  // a fatal alert from the peer, in OpenSSL's words
+    setup_mixed(&p, true, true);
+    std::vector<uint8_t> wire = sealed(p.client, 21, {2, 48});
+    p.server.feed_ciphertext(wire.data(), wire.size());
+    read_all(p.server, &p.server_got);
+    assert_int_equal(p.server.state(), TlsState::failed);
+    assert_string_equal(p.server.error().c_str(), "tlsv1 alert unknown ca");
+  }
+}
+
+static void test_own_records_accepted_oddities(void**) {
+  Pair p;
+  setup_mixed(&p, true, false);  // the own client against an OpenSSL server
+  std::string got;
+  // OpenSSL takes an empty data record of ours (and the client read the
+  // server's tickets in setup_mixed's pump).
+  std::vector<uint8_t> wire = sealed(p.client, 23, {});
+  p.server.feed_ciphertext(wire.data(), wire.size());
+  read_all(p.server, &got);
+  assert_int_equal(p.server.state(), TlsState::open);
+  assert_string_equal(got.c_str(), "");
+
+  // Tickets split across records and two in one are read and dropped;
+  // empty data records and user_canceled are allowed.
+  Pair q;
+  setup_mixed(&q, true, true);
+  std::vector<uint8_t> w = sealed(q.server, 22, {4, 0, 0, 6, 1, 2});
+  std::vector<uint8_t> w2 = sealed(q.server, 22, {3, 4, 5, 6, 4, 0, 0, 1, 9});
+  std::vector<uint8_t> w3 = sealed(q.server, 23, {});
+  std::vector<uint8_t> w4 = sealed(q.server, 21, {1, 90});
+  w.insert(w.end(), w2.begin(), w2.end());
+  w.insert(w.end(), w3.begin(), w3.end());
+  w.insert(w.end(), w4.begin(), w4.end());
+  write_str(q.server, "after");
+  std::vector<uint8_t> w5;
+  q.server.take_ciphertext(&w5);
+  w.insert(w.end(), w5.begin(), w5.end());
+  q.client.feed_ciphertext(w.data(), w.size());
+  read_all(q.client, &got);
+  assert_int_equal(q.client.state(), TlsState::open);
+  assert_string_equal(got.c_str(), "after");
+
+  // Padding from an OpenSSL peer is stripped.
+  Pair r;
+  setup_mixed(&r, true, false);
+  SSL_set_block_padding(r.server.native(), 512);
+  write_str(r.server, "padded");
+  got.clear();
+  std::vector<uint8_t> padded = carry(r.server, r.client, &got);
+  assert_string_equal(got.c_str(), "padded");
+  assert_int_equal(app_records(padded)[0], 512 + 16);
+}
+
 static void test_garbage_client_hello(void**) {
   TlsContext sctx;
   std::string err;
@@ -721,6 +1089,12 @@ int main(void) {
       cmocka_unit_test(test_intermediate_chain),
       cmocka_unit_test(test_mutual_tls),
       cmocka_unit_test(test_tls12),
+      cmocka_unit_test(test_own_records_every_suite),
+      cmocka_unit_test(test_own_records_fallbacks),
+      cmocka_unit_test(test_own_records_data_at_the_handoff),
+      cmocka_unit_test(test_own_records_key_update),
+      cmocka_unit_test(test_own_records_refusals),
+      cmocka_unit_test(test_own_records_accepted_oddities),
       cmocka_unit_test(test_garbage_client_hello),
       cmocka_unit_test(test_large_round_trip),
       cmocka_unit_test(test_small_writes_are_batched),

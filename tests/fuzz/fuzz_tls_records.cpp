@@ -23,19 +23,11 @@ using namespace wscore::net;
 
 namespace {
 
-std::string pem_of(X509* x) {
+// The PEM text a write into a memory BIO made.
+template <class Write>
+std::string pem_text(Write write) {
   BIO* b = BIO_new(BIO_s_mem());
-  PEM_write_bio_X509(b, x);
-  char* p = nullptr;
-  long n = BIO_get_mem_data(b, &p);
-  std::string s(p, static_cast<size_t>(n));
-  BIO_free(b);
-  return s;
-}
-
-std::string pem_of(EVP_PKEY* k) {
-  BIO* b = BIO_new(BIO_s_mem());
-  PEM_write_bio_PrivateKey(b, k, nullptr, nullptr, 0, nullptr, nullptr);
+  write(b);
   char* p = nullptr;
   long n = BIO_get_mem_data(b, &p);
   std::string s(p, static_cast<size_t>(n));
@@ -59,8 +51,8 @@ struct Contexts {
     X509_set_issuer_name(x, X509_get_subject_name(x));
     X509_sign(x, key, EVP_sha256());
     TlsServerConfig sc;
-    sc.cert_pem = pem_of(x);
-    sc.key_pem = pem_of(key);
+    sc.cert_pem = pem_text([&](BIO* b) { PEM_write_bio_X509(b, x); });
+    sc.key_pem = pem_text([&](BIO* b) { PEM_write_bio_PrivateKey(b, key, nullptr, nullptr, 0, nullptr, nullptr); });
     X509_free(x);
     EVP_PKEY_free(key);
     TlsClientConfig cc;

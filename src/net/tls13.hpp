@@ -66,7 +66,6 @@ class Tls13Keys {
   bool update_rx() noexcept { return next_generation(rx_, false); }
 
   uint64_t tx_seq() const noexcept { return tx_.seq; }
-  uint64_t rx_seq() const noexcept { return rx_.seq; }
 
   // RFC 8446 7.1's HKDF-Expand-Label with an empty context, for outputs up
   // to the hash length (all TLS 1.3 needs here). Public for its test.
